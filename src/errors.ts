@@ -1,0 +1,129 @@
+import type { AppendCondition } from './events.ts';
+
+/** Stable, machine-readable error codes. They never change once released. */
+export type EventStoreErrorCode =
+  | 'INVALID_INPUT'
+  | 'APPEND_CONDITION_FAILED'
+  | 'DUPLICATE_EVENT_ID'
+  | 'STORE_CLOSED'
+  | 'ABORTED'
+  | 'MIGRATION_FAILED'
+  | 'EMBEDDED_POSTGRES'
+  | 'DATABASE_ERROR';
+
+/**
+ * Base class of every error this library throws. Switch on `code`, which is stable across
+ * versions, rather than on the message.
+ */
+export class EventStoreError extends Error {
+  readonly code: EventStoreErrorCode;
+
+  constructor(code: EventStoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The caller passed something the store refuses (bad event, bad query, bad option). Nothing was written. */
+export class InvalidInputError extends EventStoreError {
+  /** Where in the input the problem is, e.g. `events[2].tags[0]`. */
+  readonly path: string;
+
+  constructor(path: string, problem: string) {
+    super('INVALID_INPUT', `${path}: ${problem}`);
+    this.path = path;
+  }
+}
+
+/**
+ * An event matching `condition.failIfEventsMatch` exists after `condition.after` (or at all, without
+ * `after`). Nothing of the append was written. Re-read, decide again, and retry.
+ */
+export class AppendConditionFailedError extends EventStoreError {
+  readonly condition: AppendCondition;
+  /** Position of a conflicting event (the first one after `after` when `after` was given). */
+  readonly conflictingPosition: bigint | undefined;
+
+  constructor(condition: AppendCondition, conflictingPosition: bigint | undefined) {
+    const after = condition.after === undefined ? 'at all' : `after position ${condition.after}`;
+    const at = conflictingPosition === undefined ? '' : ` (first conflict at position ${conflictingPosition})`;
+    super('APPEND_CONDITION_FAILED', `append condition failed: an event matching the condition exists ${after}${at}`);
+    this.condition = condition;
+    this.conflictingPosition = conflictingPosition;
+  }
+}
+
+/**
+ * Some of the appended event ids exist already with different content, or only some of them
+ * exist. (An exact retry, all ids present with the same content, is not an error: it returns the
+ * original position.)
+ */
+export class DuplicateEventIdError extends EventStoreError {
+  readonly ids: readonly string[];
+  /** Position of a stored event whose id clashes. */
+  readonly existingPosition: bigint | undefined;
+
+  constructor(ids: readonly string[], existingPosition: bigint | undefined) {
+    super(
+      'DUPLICATE_EVENT_ID',
+      `event id already stored with different content, or only part of the append was stored before: ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}`,
+    );
+    this.ids = ids;
+    this.existingPosition = existingPosition;
+  }
+}
+
+/** The store was closed; create a new one with `EventStore.connect`. */
+export class EventStoreClosedError extends EventStoreError {
+  constructor() {
+    super('STORE_CLOSED', 'the event store is closed');
+  }
+}
+
+/**
+ * The operation was cancelled through its AbortSignal before it took effect. For an append this
+ * means nothing was written. `name` is `AbortError`, as for the platform's own aborts.
+ */
+export class OperationAbortedError extends EventStoreError {
+  constructor(operation: string, reason?: unknown) {
+    super('ABORTED', `${operation} was aborted`, { cause: reason });
+    this.name = 'AbortError';
+  }
+}
+
+/** Applying the schema migrations failed; the database was left at the last complete migration. */
+export class MigrationError extends EventStoreError {
+  constructor(message: string, cause?: unknown) {
+    super('MIGRATION_FAILED', message, { cause });
+  }
+}
+
+/** The embedded PostgreSQL server could not be started or stopped. */
+export class EmbeddedPostgresError extends EventStoreError {
+  constructor(message: string, cause?: unknown) {
+    super('EMBEDDED_POSTGRES', message, { cause });
+  }
+}
+
+/** PostgreSQL reported an error the store did not expect (connection lost, out of disk, ...). */
+export class EventStoreDatabaseError extends EventStoreError {
+  /** The PostgreSQL SQLSTATE, when the server sent one. */
+  readonly sqlState: string | undefined;
+
+  constructor(message: string, cause: unknown) {
+    super('DATABASE_ERROR', message, { cause });
+    const code = (cause as { code?: unknown } | null)?.code;
+    this.sqlState = typeof code === 'string' ? code : undefined;
+  }
+}
+
+/** True when `error` is an EventStoreError (optionally with the given code). */
+export function isEventStoreError(error: unknown, code?: EventStoreErrorCode): error is EventStoreError {
+  return error instanceof EventStoreError && (code === undefined || error.code === code);
+}
+
+/** True when `error` says an append condition failed. */
+export function isAppendConditionFailedError(error: unknown): error is AppendConditionFailedError {
+  return error instanceof AppendConditionFailedError;
+}

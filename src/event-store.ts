@@ -1,0 +1,399 @@
+import pg from 'pg';
+import { AppendBatcher, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
+import {
+  EventStoreClosedError,
+  EventStoreDatabaseError,
+  EventStoreError,
+  InvalidInputError,
+  OperationAbortedError,
+} from './errors.ts';
+import { describe, normalizeEvent, validatePosition, type AppendCondition, type EventInput, type SequencedEvent } from './events.ts';
+import { Query } from './query.ts';
+import { quoteSchemaName } from './postgres/identifiers.ts';
+import { migrate, schemaSql } from './postgres/migrate.ts';
+import { buildReadStatement } from './postgres/read-sql.ts';
+
+export interface EventStoreOptions {
+  /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
+  connectionString?: string;
+  /** Schema holding all of the store's objects. Default `eventstore`. */
+  schema?: string;
+  /** Apply missing schema migrations on connect. Default true. */
+  migrate?: boolean;
+  /** Most connections the store opens. Default 10. */
+  poolSize?: number;
+  /** Most commands one append batch carries. Default 1000. */
+  maxBatchCommands?: number;
+  /** Most events one append batch carries (a single larger append still goes alone). Default 10000. */
+  maxBatchEvents?: number;
+  /**
+   * A condition whose `after` is at most this many positions behind the head is checked by walking
+   * the events written since; otherwise through the indexes. Default 2000. Tuning knob; both
+   * paths give the same answer.
+   */
+  conditionScanLimit?: number;
+}
+
+export interface ReadOptions {
+  /** Only events with a position greater than this. Default 0. */
+  after?: bigint;
+  /** At most this many events. Default: all matching events. */
+  limit?: number;
+  /** Newest first (still only events after `after`). Default false. */
+  backwards?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ReadResult<Data = unknown> {
+  events: SequencedEvent<Data>[];
+  /**
+   * The highest position in the store when the read ran, from the same snapshot as the events.
+   * Pass it as `after` of the append condition.
+   */
+  head: bigint;
+}
+
+export interface StreamOptions {
+  /** Only events with a position greater than this. Default 0. */
+  after?: bigint;
+  /** Events fetched per round trip. Default 1000. */
+  batchSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface AppendOptions {
+  /** Abort before the append took effect; if it commits first, the append succeeds normally. */
+  signal?: AbortSignal;
+}
+
+export interface AppendResult {
+  /** Position of the last event written (or, for an idempotent retry, written originally). */
+  position: bigint;
+}
+
+interface ReadRow {
+  head: string;
+  position: string | null;
+  id: string;
+  type: string;
+  tags: string[];
+  data: unknown;
+  metadata: Record<string, unknown>;
+  occurred_at: Date;
+  recorded_at: Date;
+}
+
+interface AppendRow {
+  r_status: number;
+  r_position: string | null;
+  r_conflict: string | null;
+}
+
+/**
+ * A DCB event store on PostgreSQL. Create it with {@link EventStore.connect}; share one instance
+ * per process (it batches concurrent appends); close it with {@link EventStore.close}.
+ */
+export class EventStore {
+  readonly #pool: pg.Pool;
+  readonly #schema: string;
+  readonly #quotedSchema: string;
+  readonly #batcher: AppendBatcher;
+  readonly #connectionConfig: pg.PoolConfig;
+  readonly #conditionScanLimit: number;
+  #closed = false;
+
+  private constructor(pool: pg.Pool, schema: string, connectionConfig: pg.PoolConfig, options: EventStoreOptions) {
+    this.#pool = pool;
+    this.#schema = schema;
+    this.#quotedSchema = quoteSchemaName(schema);
+    this.#connectionConfig = connectionConfig;
+    this.#conditionScanLimit = options.conditionScanLimit ?? 2000;
+    this.#batcher = new AppendBatcher(this.#batchExecution(), {
+      maxCommands: options.maxBatchCommands ?? 1000,
+      maxEvents: options.maxBatchEvents ?? 10_000,
+      ambiguousRetries: 2,
+    });
+  }
+
+  /**
+   * Connects to PostgreSQL and, unless `migrate: false`, creates or upgrades the schema.
+   *
+   * @example
+   * const store = await EventStore.connect({ connectionString: 'postgres://localhost/app', schema: 'eventstore' });
+   */
+  static async connect(options: EventStoreOptions = {}): Promise<EventStore> {
+    const schema = options.schema ?? 'eventstore';
+    quoteSchemaName(schema);
+    const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+    if (connectionString === undefined || connectionString === '') {
+      throw new InvalidInputError('connectionString', 'is required (or set DATABASE_URL); startEmbeddedPostgres() gives you one');
+    }
+    const poolSize = options.poolSize ?? 10;
+    if (!Number.isInteger(poolSize) || poolSize < 1) throw new InvalidInputError('poolSize', `must be a positive integer, got ${describe(poolSize)}`);
+    for (const key of ['maxBatchCommands', 'maxBatchEvents', 'conditionScanLimit'] as const) {
+      const value = options[key];
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'conditionScanLimit' ? 0 : 1))) throw new InvalidInputError(key, `must be a positive integer, got ${describe(value)}`);
+    }
+    const connectionConfig: pg.PoolConfig = { connectionString, application_name: 'dynamic-streams-eventstore' };
+    const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
+    // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
+    pool.on('error', () => undefined);
+    try {
+      if (options.migrate ?? true) {
+        const client = await pool.connect();
+        try {
+          await migrate(client, schema);
+        } finally {
+          client.release();
+        }
+      } else {
+        await pool.query('SELECT 1');
+      }
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      if (error instanceof EventStoreError) throw error;
+      throw new EventStoreDatabaseError(`connecting to PostgreSQL failed: ${(error as Error).message}`, error);
+    }
+    return new EventStore(pool, schema, connectionConfig, options);
+  }
+
+  /** The schema this store lives in. */
+  get schema(): string {
+    return this.#schema;
+  }
+
+  /**
+   * Appends events atomically: all or none. With a condition, only if no event matching
+   * `condition.failIfEventsMatch` exists after `condition.after` (or at all, without `after`);
+   * otherwise throws {@link AppendConditionFailedError} and writes nothing.
+   *
+   * @example
+   * const { events, head } = await store.read(query);
+   * // ... decide ...
+   * await store.append({ type: 'BookCopyLentToReader', tags: ['book:b1', 'reader:r1'], data: { BookID: 'b1', ReaderID: 'r1' } },
+   *   { failIfEventsMatch: query, after: head });
+   */
+  async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
+    this.#assertOpen();
+    const signal = options.signal;
+    if (signal?.aborted) throw new OperationAbortedError('append', signal.reason);
+    const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
+    if (list.length === 0) throw new InvalidInputError('events', 'needs at least one event');
+    const now = new Date();
+    const normalized = list.map((event, index) => normalizeEvent(event, `events[${index}]`, now));
+    const ids = new Set<string>();
+    normalized.forEach((event, index) => {
+      if (ids.has(event.id)) throw new InvalidInputError(`events[${index}].id`, `repeats id ${event.id} within the same append`);
+      ids.add(event.id);
+    });
+    let internalCondition: PendingAppend['condition'] = null;
+    if (condition !== undefined) {
+      if (condition === null || typeof condition !== 'object') throw new InvalidInputError('condition', `must be an object, got ${describe(condition)}`);
+      if (!(condition.failIfEventsMatch instanceof Query)) {
+        throw new InvalidInputError('condition.failIfEventsMatch', `must be a Query, got ${describe(condition.failIfEventsMatch)}`);
+      }
+      const after = condition.after === undefined ? null : validatePosition(condition.after, 'condition.after').toString();
+      internalCondition = { query: condition.failIfEventsMatch.toInternal(), after };
+    }
+    const position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal });
+    return { position };
+  }
+
+  /**
+   * Reads the events matching `query`, in position order (newest first with `backwards`), and
+   * the store's head from the same snapshot.
+   *
+   * @example
+   * const { events, head } = await store.read(Query.of(QueryItem.types('ReaderRegistered').tags('reader:r1')));
+   * const last = (await store.read(query, { backwards: true, limit: 1 })).events[0];
+   */
+  async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
+    this.#assertOpen();
+    if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
+    const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+    const limit = options.limit;
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new InvalidInputError('limit', `must be a positive integer, got ${describe(limit)}`);
+    if (options.backwards !== undefined && typeof options.backwards !== 'boolean') throw new InvalidInputError('backwards', `must be a boolean, got ${describe(options.backwards)}`);
+    const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards: options.backwards ?? false });
+    const rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal);
+    const head = BigInt(rows[0]!.head);
+    const events: SequencedEvent<Data>[] = [];
+    for (const row of rows) {
+      if (row.position === null) continue;
+      events.push({
+        position: BigInt(row.position),
+        id: row.id,
+        type: row.type,
+        tags: row.tags,
+        data: row.data as Data,
+        metadata: row.metadata,
+        occurredAt: row.occurred_at,
+        recordedAt: row.recorded_at,
+      });
+    }
+    return { events, head };
+  }
+
+  /**
+   * Iterates over the events matching `query` in position order, fetching `batchSize` at a time
+   * (constant memory). Ends at the head the first batch saw, so it terminates under load too.
+   *
+   * @example
+   * for await (const event of store.stream(Query.all(), { after: 0n })) project(event);
+   */
+  async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+    this.#assertOpen();
+    if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
+    let after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+    const batchSize = options.batchSize ?? 1000;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
+    let end: bigint | undefined;
+    for (;;) {
+      const readOptions: ReadOptions = { after, limit: batchSize };
+      if (options.signal) readOptions.signal = options.signal;
+      const { events, head } = await this.read<Data>(query, readOptions);
+      end ??= head;
+      for (const event of events) {
+        if (event.position > end) return;
+        yield event;
+      }
+      const last = events.at(-1);
+      if (events.length < batchSize || last === undefined || last.position >= end) return;
+      after = last.position;
+    }
+  }
+
+  /** The highest position in the store (0n when empty). */
+  async head(options: { signal?: AbortSignal } = {}): Promise<bigint> {
+    this.#assertOpen();
+    const rows = await this.#query<{ position: string }>('head', `SELECT position FROM ${this.#quotedSchema}.head`, [], options.signal);
+    return BigInt(rows[0]!.position);
+  }
+
+  /** The DDL of this store's schema, for users who apply migrations with their own tool. */
+  schemaSql(): string {
+    return schemaSql(this.#schema);
+  }
+
+  /** Waits for queued appends, then closes all connections. Later calls throw EventStoreClosedError. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#batcher.drained();
+    await this.#pool.end();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new EventStoreClosedError();
+  }
+
+  async #query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]> {
+    if (signal?.aborted) throw new OperationAbortedError(operation, signal.reason);
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw this.#toError(error);
+    }
+    let aborted = false;
+    let cancelling: Promise<void> | undefined;
+    const onAbort = (): void => {
+      aborted = true;
+      cancelling = this.#cancelBackend(processId(client)).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const result = await client.query<Row>({ text, values });
+      return result.rows;
+    } catch (error) {
+      if (aborted) throw new OperationAbortedError(operation, signal?.reason);
+      throw this.#toError(error);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      // Keep the connection out of the pool until a late cancel has landed, so that it cannot hit
+      // the next user's statement.
+      if (cancelling) await cancelling;
+      client.release();
+    }
+  }
+
+  #batchExecution(): BatchExecution {
+    const appendSql = `SELECT r_status, r_position, r_conflict FROM ${this.#quotedSchema}.append_batch($1::jsonb, $2::boolean, $3::bigint)`;
+    const scanLimit = String(this.#conditionScanLimit);
+    return {
+      execute: async (commands, checkIds, onCancellable) => {
+        const payload = JSON.stringify(commands.map((command) => ({ events: command.events, condition: command.condition })));
+        const client = await this.#pool.connect();
+        let cancelling: Promise<void> | undefined;
+        onCancellable(() => (cancelling = this.#cancelBackend(processId(client))));
+        let broken: unknown;
+        try {
+          const { rows } = await client.query<AppendRow>({ text: appendSql, values: [payload, checkIds, scanLimit] });
+          return rows.map(toCommandResult);
+        } catch (error) {
+          broken = isConnectionError(error) ? error : undefined;
+          throw error;
+        } finally {
+          if (cancelling) await cancelling.catch(() => undefined);
+          client.release(broken instanceof Error ? broken : undefined);
+        }
+      },
+      isAmbiguous: isConnectionError,
+      isCancelled: (error) => (error as { code?: unknown } | null)?.code === '57014',
+      toError: (error) => this.#toError(error),
+    };
+  }
+
+  /** Cancels whatever the backend runs now, from a separate short-lived connection. */
+  async #cancelBackend(pid: number): Promise<void> {
+    const client = new pg.Client(this.#connectionConfig);
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      await client.query('SELECT pg_cancel_backend($1)', [pid]);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  #toError(error: unknown): EventStoreError {
+    if (error instanceof EventStoreError) return error;
+    if (this.#closed && /Cannot use a pool after calling end/.test((error as Error)?.message ?? '')) return new EventStoreClosedError();
+    const message = (error as Error)?.message ?? String(error);
+    if ((error as { code?: unknown } | null)?.code === '42P01' || (error as { code?: unknown } | null)?.code === '42883') {
+      return new EventStoreDatabaseError(
+        `the store's tables or functions are missing in schema ${this.#quotedSchema} (connect with migrate: true, or apply store.schemaSql()): ${message}`,
+        error,
+      );
+    }
+    return new EventStoreDatabaseError(`PostgreSQL error: ${message}`, error);
+  }
+}
+
+function toCommandResult(row: AppendRow): CommandResult {
+  switch (row.r_status) {
+    case 0:
+      return { status: 'appended', position: BigInt(row.r_position!) };
+    case 3:
+      return { status: 'already-appended', position: BigInt(row.r_position!) };
+    case 1:
+      return { status: 'condition-failed', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
+    default:
+      return { status: 'duplicate-id', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
+  }
+}
+
+function processId(client: pg.PoolClient): number {
+  return (client as unknown as { processID: number }).processID;
+}
+
+/** Errors after which we cannot know whether a statement sent before committed. */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+    if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(code)) return true;
+  }
+  const message = (error as Error | null)?.message ?? '';
+  return /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message);
+}

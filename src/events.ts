@@ -1,0 +1,204 @@
+import { v7 as uuidv7, validate as isUuid } from 'uuid';
+import { InvalidInputError } from './errors.ts';
+import type { Query } from './query.ts';
+
+/** Any value that survives a JSON round trip unchanged. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** An event to append. */
+export interface EventInput<Data = unknown> {
+  /** Event type, 1 to 255 characters. */
+  type: string;
+  /** JSON payload (object, array or scalar). */
+  data: Data;
+  /** Opaque strings such as `book:42`, 1 to 255 characters each; duplicates are removed. */
+  tags?: readonly string[];
+  /** JSON object of metadata (correlation id, user, ...). Defaults to `{}`. */
+  metadata?: Record<string, unknown>;
+  /** UUID of the event. Generated (UUIDv7) when absent. Supply it to make retries idempotent. */
+  id?: string;
+  /** When it happened in the domain. Defaults to now. */
+  occurredAt?: Date;
+}
+
+/** An event as stored, with its position in the log. */
+export interface SequencedEvent<Data = unknown> {
+  /** Gap-free, strictly increasing in commit order, starting at 1. */
+  position: bigint;
+  id: string;
+  type: string;
+  /** Sorted, without duplicates. */
+  tags: string[];
+  data: Data;
+  metadata: Record<string, unknown>;
+  occurredAt: Date;
+  /** Set by the store when the event was committed. */
+  recordedAt: Date;
+}
+
+/** Guard of an append: fail if an event matching `failIfEventsMatch` exists after `after`. */
+export interface AppendCondition {
+  failIfEventsMatch: Query;
+  /** Exclusive. Absent: fail if any matching event exists at all. */
+  after?: bigint;
+}
+
+export const MAX_TYPE_LENGTH = 255;
+export const MAX_TAG_LENGTH = 255;
+
+/** An event after validation, in the shape the append function reads (snake_case keys). */
+export interface NormalizedEvent {
+  id: string;
+  type: string;
+  tags: string[];
+  data: unknown;
+  metadata: unknown;
+  occurred_at: string;
+}
+
+export function validateType(type: unknown, path: string): string {
+  if (typeof type !== 'string') throw new InvalidInputError(path, `must be a string, got ${describe(type)}`);
+  if (type.length === 0) throw new InvalidInputError(path, 'must not be empty');
+  if (type.length > MAX_TYPE_LENGTH) throw new InvalidInputError(path, `must be at most ${MAX_TYPE_LENGTH} characters, got ${type.length}`);
+  assertStorableString(type, path);
+  return type;
+}
+
+export function validateTag(tag: unknown, path: string): string {
+  if (typeof tag !== 'string') throw new InvalidInputError(path, `must be a string, got ${describe(tag)}`);
+  if (tag.length === 0) throw new InvalidInputError(path, 'must not be empty');
+  if (tag.length > MAX_TAG_LENGTH) throw new InvalidInputError(path, `must be at most ${MAX_TAG_LENGTH} characters, got ${tag.length}`);
+  assertStorableString(tag, path);
+  return tag;
+}
+
+/** De-duplicated and sorted, so that equal tag sets are stored (and compared on retry) identically. */
+export function normalizeTags(tags: unknown, path: string): string[] {
+  if (tags === undefined) return [];
+  if (!Array.isArray(tags)) throw new InvalidInputError(path, `must be an array of strings, got ${describe(tags)}`);
+  const set = new Set<string>();
+  tags.forEach((tag, index) => set.add(validateTag(tag, `${path}[${index}]`)));
+  return [...set].sort();
+}
+
+export function normalizeEvent(input: EventInput, path: string, now: Date): NormalizedEvent {
+  if (input === null || typeof input !== 'object') throw new InvalidInputError(path, `must be an event object, got ${describe(input)}`);
+  const type = validateType(input.type, `${path}.type`);
+  const tags = normalizeTags(input.tags, `${path}.tags`);
+  if (!('data' in input)) throw new InvalidInputError(`${path}.data`, 'is required (use null for an event without payload)');
+  assertJson(input.data, `${path}.data`);
+  let metadata: unknown = {};
+  if (input.metadata !== undefined) {
+    if (input.metadata === null || typeof input.metadata !== 'object' || Array.isArray(input.metadata)) {
+      throw new InvalidInputError(`${path}.metadata`, `must be a JSON object, got ${describe(input.metadata)}`);
+    }
+    assertJson(input.metadata, `${path}.metadata`);
+    metadata = input.metadata;
+  }
+  let id: string;
+  if (input.id === undefined) {
+    id = uuidv7();
+  } else {
+    if (typeof input.id !== 'string' || !isUuid(input.id)) throw new InvalidInputError(`${path}.id`, `must be a UUID string, got ${describe(input.id)}`);
+    id = input.id.toLowerCase();
+  }
+  let occurredAt = now;
+  if (input.occurredAt !== undefined) {
+    if (!(input.occurredAt instanceof Date) || Number.isNaN(input.occurredAt.getTime())) {
+      throw new InvalidInputError(`${path}.occurredAt`, `must be a valid Date, got ${describe(input.occurredAt)}`);
+    }
+    occurredAt = input.occurredAt;
+  }
+  return { id, type, tags, data: input.data, metadata, occurred_at: occurredAt.toISOString() };
+}
+
+/**
+ * Rejects what JSON.stringify would silently change or PostgreSQL's jsonb cannot hold: undefined
+ * (except as an object property, which JSON omits), functions, symbols, BigInt, non-finite numbers,
+ * cycles, `\u0000` and unpaired surrogates in strings or keys.
+ */
+export function assertJson(value: unknown, path: string): void {
+  const ancestors = new Set<object>();
+  const visit = (current: unknown, at: string): void => {
+    switch (typeof current) {
+      case 'string':
+        assertStorableString(current, at);
+        return;
+      case 'number':
+        if (!Number.isFinite(current)) throw new InvalidInputError(at, `${current} is not representable in JSON`);
+        return;
+      case 'boolean':
+        return;
+      case 'undefined':
+        throw new InvalidInputError(at, 'undefined is not JSON (use null)');
+      case 'bigint':
+        throw new InvalidInputError(at, 'BigInt is not JSON (convert it to a string or number first)');
+      case 'function':
+      case 'symbol':
+        throw new InvalidInputError(at, `a ${typeof current} is not JSON`);
+      case 'object': {
+        if (current === null) return;
+        const toJSON = (current as { toJSON?: unknown }).toJSON;
+        if (typeof toJSON === 'function') {
+          visit((toJSON as () => unknown).call(current), at);
+          return;
+        }
+        if (ancestors.has(current)) throw new InvalidInputError(at, 'contains a cycle');
+        ancestors.add(current);
+        if (Array.isArray(current)) {
+          for (let index = 0; index < current.length; index++) visit(current[index], `${at}[${index}]`);
+        } else {
+          if (current instanceof Map || current instanceof Set) {
+            throw new InvalidInputError(at, `a ${current.constructor.name} is not JSON (convert it to an object or array)`);
+          }
+          for (const key of Object.keys(current)) {
+            assertStorableString(key, `${at} (key ${JSON.stringify(key)})`);
+            const property = (current as Record<string, unknown>)[key];
+            if (property === undefined) continue;
+            visit(property, `${at}.${key}`);
+          }
+        }
+        ancestors.delete(current);
+        return;
+      }
+    }
+  };
+  visit(value, path);
+}
+
+// PostgreSQL text and jsonb cannot hold NUL, and jsonb rejects unpaired UTF-16 surrogates.
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function assertStorableString(value: string, path: string): void {
+  const match = UNSTORABLE.exec(value);
+  if (match === null) return;
+  const what = match[0] === '\u0000' ? 'the NUL character \\u0000' : 'an unpaired UTF-16 surrogate';
+  throw new InvalidInputError(path, `contains ${what} at index ${match.index}, which PostgreSQL cannot store`);
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'an invalid Date' : 'a Date';
+  if (typeof value === 'string') return value.length > 40 ? `a string "${value.slice(0, 40)}..."` : `"${value}"`;
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function' || typeof value === 'symbol') return `a ${typeof value}`;
+  return String(value);
+}
+
+/** A position given by a caller: a non-negative integer (bigint, or a safe integer number). */
+export function validatePosition(value: unknown, path: string): bigint {
+  if (typeof value === 'bigint') {
+    if (value < 0n) throw new InvalidInputError(path, `must not be negative, got ${value}`);
+    if (value > 9223372036854775807n) throw new InvalidInputError(path, 'exceeds the largest position (2^63 - 1)');
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new InvalidInputError(path, `must be an integer, got ${value}`);
+    if (value < 0) throw new InvalidInputError(path, `must not be negative, got ${value}`);
+    return BigInt(value);
+  }
+  throw new InvalidInputError(path, `must be a bigint position, got ${describe(value)}`);
+}

@@ -1,0 +1,55 @@
+import type { InternalQuery } from '../query.ts';
+
+export interface ReadStatement {
+  text: string;
+  values: unknown[];
+}
+
+export interface ReadBounds {
+  after: bigint;
+  limit: number | undefined;
+  backwards: boolean;
+}
+
+/**
+ * Builds the read statement for a query. The text depends only on the query's structure (which
+ * parts each item has); every value is a bound parameter.
+ *
+ * Events and head come from one statement, hence one snapshot: because appends update the head
+ * in the same transaction as they insert, that snapshot holds every event up to the head.
+ */
+export function buildReadStatement(schema: string, query: InternalQuery, bounds: ReadBounds): ReadStatement {
+  const values: unknown[] = [];
+  const bind = (value: unknown, cast: string): string => {
+    values.push(value);
+    return `$${values.length}::${cast}`;
+  };
+  const conditions: string[] = [`e.position > ${bind(bounds.after.toString(), 'bigint')}`];
+  const itemConditions = query.all ? [] : query.items.map((item) => {
+    const parts: string[] = [];
+    if (item.types) parts.push(item.types.length === 1 ? `e.type = ${bind(item.types[0], 'text')}` : `e.type = ANY (${bind(item.types, 'text[]')})`);
+    if (item.tags) parts.push(`e.tags @> ${bind(item.tags, 'text[]')}`);
+    if (item.any_of) {
+      parts.push(
+        item.any_of.length === 1
+          ? `e.data @> ${bind(JSON.stringify(item.any_of[0]), 'jsonb')}`
+          : `e.data @> ANY (${bind(item.any_of.map((predicate) => JSON.stringify(predicate)), 'jsonb[]')})`,
+      );
+    }
+    if (item.all_of) for (const predicate of item.all_of) parts.push(`e.data @> ${bind(JSON.stringify(predicate), 'jsonb')}`);
+    return parts.join(' AND ');
+  });
+  if (itemConditions.length === 1) conditions.push(itemConditions[0]!);
+  else if (itemConditions.length > 1) conditions.push(`(${itemConditions.map((condition) => `(${condition})`).join(' OR ')})`);
+  if (query.from) conditions.push(`e.occurred_at >= ${bind(query.from, 'timestamptz')}`);
+  if (query.until) conditions.push(`e.occurred_at <= ${bind(query.until, 'timestamptz')}`);
+  const direction = bounds.backwards ? 'DESC' : 'ASC';
+  const limit = bounds.limit === undefined ? '' : ` LIMIT ${bind(bounds.limit, 'bigint')}`;
+  const text =
+    `SELECT h.position AS head, e.position, e.id, e.type, e.tags, e.data, e.metadata, e.occurred_at, e.recorded_at ` +
+    `FROM ${schema}.head h LEFT JOIN LATERAL (` +
+    `SELECT e.position, e.id, e.type, e.tags, e.data, e.metadata, e.occurred_at, e.recorded_at FROM ${schema}.events e ` +
+    `WHERE ${conditions.join(' AND ')} ORDER BY e.position ${direction}${limit}) e ON true ` +
+    `ORDER BY e.position ${direction}`;
+  return { text, values };
+}
