@@ -1,0 +1,56 @@
+// Shared helpers for integration tests: each test file gets its own schema in the database from
+// DATABASE_URL (set by scripts/run-tests.ts), dropped again at the end.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { EventStore, type EventStoreOptions } from '../src/index.ts';
+
+export function databaseUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('DATABASE_URL is not set: run the tests with `npm test` (it starts an embedded PostgreSQL)');
+  return url;
+}
+
+export function uniqueSchemaName(prefix = 't'): string {
+  return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+/** A store in a fresh schema. Call `dispose()` (closes it and drops the schema). */
+export async function createTestStore(options: EventStoreOptions = {}): Promise<{ store: EventStore; schema: string; dispose: () => Promise<void> }> {
+  const schema = options.schema ?? uniqueSchemaName();
+  const store = await EventStore.connect({ connectionString: databaseUrl(), ...options, schema });
+  return {
+    store,
+    schema,
+    dispose: async () => {
+      await store.close();
+      await dropSchema(schema);
+    },
+  };
+}
+
+/** Another store on the same schema, as a second process would have (own pool, own batcher). */
+export function connectToSchema(schema: string, options: EventStoreOptions = {}): Promise<EventStore> {
+  return EventStore.connect({ connectionString: databaseUrl(), migrate: false, ...options, schema });
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await withClient((client) => client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+}
+
+/** Runs `work` with a plain pg client on DATABASE_URL (for inspection, fault injection). */
+export async function withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: databaseUrl() });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A start gate: racers await `wait()`, the test calls `open()` once all are ready. */
+export function startGate(): { wait: () => Promise<void>; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  return { wait: () => gate, open };
+}
