@@ -138,6 +138,11 @@ export class EventStore {
     const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
+    // The append function needs READ COMMITTED (a fresh snapshot per statement after the lock);
+    // a server whose default is stricter would otherwise reject every append.
+    pool.on('connect', (client) => {
+      client.query("SET default_transaction_isolation = 'read committed'").catch(() => undefined);
+    });
     try {
       if (options.migrate ?? true) {
         const client = await pool.connect();
