@@ -134,15 +134,17 @@ export class EventStore {
       const value = options[key];
       if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'conditionScanLimit' ? 0 : 1))) throw new InvalidInputError(key, `must be a positive integer, got ${describe(value)}`);
     }
-    const connectionConfig: pg.PoolConfig = { connectionString, application_name: 'dynamic-streams-eventstore' };
+    const connectionConfig: pg.PoolConfig = {
+      connectionString,
+      application_name: 'dynamic-streams-eventstore',
+      // The append function needs READ COMMITTED (a fresh snapshot per statement after the lock);
+      // a server whose default is stricter would otherwise reject every append.
+      options: '-c default_transaction_isolation=read\\ committed',
+    };
     const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    // The append function needs READ COMMITTED (a fresh snapshot per statement after the lock);
-    // a server whose default is stricter would otherwise reject every append.
-    pool.on('connect', (client) => {
-      client.query("SET default_transaction_isolation = 'read committed'").catch(() => undefined);
-    });
+
     try {
       if (options.migrate ?? true) {
         const client = await pool.connect();

@@ -219,7 +219,7 @@ export class Query {
       if (!(item instanceof QueryItem)) throw new InvalidInputError(`Query.of[${index}]`, `must be a QueryItem, got ${describe(item)}`);
       item.assertComplete(`Query.of[${index}]`);
     });
-    return new Query(false, [...items], undefined, undefined);
+    return new Query(false, Object.freeze([...items]), undefined, undefined);
   }
 
   /** Only events that occurred at or after `date`. */
@@ -244,7 +244,7 @@ export class Query {
   }
 
   get items(): readonly QueryItem[] {
-    return this.#items;
+    return Object.freeze([...this.#items]);
   }
 
   toJSON(): QueryJSON {

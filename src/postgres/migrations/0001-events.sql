@@ -113,7 +113,7 @@ BEGIN
     IF p_check_ids THEN
       SELECT count(*)::integer,
              max(x.position),
-             bool_and(x.type = e.type AND x.tags = e.tags AND x.data = e.data AND x.metadata = e.metadata)
+             bool_and(x.type = e.type AND x.tags = e.tags AND x.data = COALESCE(e.data, 'null'::jsonb) AND x.metadata = e.metadata)
         INTO v_found, v_max, v_same
         FROM jsonb_to_recordset(v_events) AS e(id uuid, type text, tags text[], data jsonb, metadata jsonb)
         JOIN __SCHEMA__.events x ON x.id = e.id;
@@ -183,7 +183,9 @@ BEGIN
     END IF;
 
     INSERT INTO __SCHEMA__.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
-    SELECT v_head + e.ordinal, e.id, e.type, e.tags, e.data, e.metadata, e.occurred_at, v_now
+    -- jsonb_to_recordset turns a JSON null payload into SQL NULL; the key is always present, so
+    -- NULL here means the payload null.
+    SELECT v_head + e.ordinal, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, v_now
       FROM ROWS FROM (jsonb_to_recordset(v_events) AS (id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz))
            WITH ORDINALITY AS e(id, type, tags, data, metadata, occurred_at, ordinal);
     v_head := v_head + v_count;
