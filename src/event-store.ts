@@ -101,6 +101,7 @@ export class EventStore {
   readonly #connectionConfig: pg.PoolConfig;
   readonly #conditionScanLimit: number;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, schema: string, connectionConfig: pg.PoolConfig, options: EventStoreOptions) {
     this.#pool = pool;
@@ -134,13 +135,7 @@ export class EventStore {
       const value = options[key];
       if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'conditionScanLimit' ? 0 : 1))) throw new InvalidInputError(key, `must be a positive integer, got ${describe(value)}`);
     }
-    const connectionConfig: pg.PoolConfig = {
-      connectionString,
-      application_name: 'dynamic-streams-eventstore',
-      // The append function needs READ COMMITTED (a fresh snapshot per statement after the lock);
-      // a server whose default is stricter would otherwise reject every append.
-      options: '-c default_transaction_isolation=read\\ committed',
-    };
+    const connectionConfig: pg.PoolConfig = { connectionString: withReadCommitted(connectionString), application_name: 'dynamic-streams-eventstore' };
     const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
@@ -283,11 +278,14 @@ export class EventStore {
   }
 
   /** Waits for queued appends, then closes all connections. Later calls throw EventStoreClosedError. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#batcher.drained();
-    await this.#pool.end();
+  close(): Promise<void> {
+    // Every caller waits for the same drain, so a second close() cannot return early.
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      await this.#batcher.drained();
+      await this.#pool.end();
+    })();
+    return this.#closing;
   }
 
   #assertOpen(): void {
@@ -298,9 +296,14 @@ export class EventStore {
     if (signal?.aborted) throw new OperationAbortedError(operation, signal.reason);
     let client: pg.PoolClient;
     try {
-      client = await this.#pool.connect();
+      client = await this.#connect(signal);
     } catch (error) {
+      if (error instanceof EventStoreError) throw error;
       throw this.#toError(error);
+    }
+    if (signal?.aborted) {
+      client.release();
+      throw new OperationAbortedError(operation, signal.reason);
     }
     let aborted = false;
     let cancelling: Promise<void> | undefined;
@@ -322,6 +325,30 @@ export class EventStore {
       if (cancelling) await cancelling;
       client.release();
     }
+  }
+
+  /** A pooled connection; an abort while waiting for one rejects at once (a late connection goes back to the pool). */
+  #connect(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+    const connecting = this.#pool.connect();
+    if (!signal) return connecting;
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(new OperationAbortedError('read', signal.reason));
+        connecting.then((client) => client.release(), () => undefined);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      connecting.then(
+        (client) => {
+          signal.removeEventListener('abort', onAbort);
+          if (signal.aborted) return; // onAbort released it
+          resolve(client);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
   }
 
   #batchExecution(): BatchExecution {
@@ -367,7 +394,7 @@ export class EventStore {
     if (error instanceof EventStoreError) return error;
     if (this.#closed && /Cannot use a pool after calling end/.test((error as Error)?.message ?? '')) return new EventStoreClosedError();
     const message = (error as Error)?.message ?? String(error);
-    if ((error as { code?: unknown } | null)?.code === '42P01' || (error as { code?: unknown } | null)?.code === '42883') {
+    if (['42P01', '42883', '3F000'].includes(String((error as { code?: unknown } | null)?.code))) {
       return new EventStoreDatabaseError(
         `the store's tables or functions are missing in schema ${this.#quotedSchema} (connect with migrate: true, or apply store.schemaSql()): ${message}`,
         error,
@@ -375,6 +402,23 @@ export class EventStore {
     }
     return new EventStoreDatabaseError(`PostgreSQL error: ${message}`, error);
   }
+}
+
+// The append function needs READ COMMITTED (a fresh snapshot per statement after the lock); a
+// server whose default is stricter would otherwise reject every append. Set it as a startup
+// option, added to any `options` the connection string already has (pg lets the URL's win).
+const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
+function withReadCommitted(connectionString: string): string {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return connectionString; // key=value form: left as given; the function then checks the level itself
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') return connectionString;
+  const existing = url.searchParams.get('options');
+  url.searchParams.set('options', existing ? `${existing} ${READ_COMMITTED}` : READ_COMMITTED);
+  return url.toString();
 }
 
 function toCommandResult(row: AppendRow): CommandResult {

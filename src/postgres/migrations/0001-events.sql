@@ -1,5 +1,5 @@
 -- The event log, its head, and the append function.
--- __SCHEMA__ is replaced by the validated, quoted schema name before this file runs.
+-- The schema placeholder is replaced by the validated, quoted schema name before this file runs.
 
 CREATE TABLE __SCHEMA__.events (
   position    bigint      NOT NULL,

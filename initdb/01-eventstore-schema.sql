@@ -1,0 +1,212 @@
+-- dynamic-streams-eventstore schema "eventstore", generated from the library's migrations. Do not edit.
+
+CREATE SCHEMA IF NOT EXISTS "eventstore";
+
+CREATE TABLE IF NOT EXISTS "eventstore".migrations (
+  version    integer     NOT NULL PRIMARY KEY,
+  name       text        NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- migration 1: events
+
+-- The event log, its head, and the append function.
+-- The schema placeholder is replaced by the validated, quoted schema name before this file runs.
+
+CREATE TABLE "eventstore".events (
+  position    bigint      NOT NULL,
+  id          uuid        NOT NULL,
+  type        text        NOT NULL,
+  tags        text[]      NOT NULL DEFAULT '{}',
+  data        jsonb       NOT NULL,
+  metadata    jsonb       NOT NULL DEFAULT '{}',
+  occurred_at timestamptz NOT NULL,
+  recorded_at timestamptz NOT NULL,
+  CONSTRAINT events_pkey PRIMARY KEY (position),
+  CONSTRAINT events_id_key UNIQUE (id),
+  CONSTRAINT events_position_positive CHECK (position > 0),
+  CONSTRAINT events_type_not_empty CHECK (type <> '')
+);
+
+-- Decision reads filter by type and tag; conditions with a recent `after` walk the primary key.
+CREATE INDEX events_type_position_idx ON "eventstore".events (type, position);
+-- fastupdate = off: the GIN pending list would otherwise make tag reads 100x slower after bulk
+-- writes until the next vacuum.
+CREATE INDEX events_tags_idx ON "eventstore".events USING gin (tags) WITH (fastupdate = off);
+CREATE INDEX events_data_idx ON "eventstore".events USING gin (data jsonb_path_ops) WITH (fastupdate = off);
+
+-- One row: the last position written. Its row lock, held to commit, serializes appends, which
+-- makes positions gap-free and commit-ordered, and makes every snapshot prefix-complete (a
+-- snapshot that sees head = H sees every event up to H).
+CREATE TABLE "eventstore".head (
+  singleton boolean NOT NULL DEFAULT true,
+  position  bigint  NOT NULL,
+  CONSTRAINT head_pkey PRIMARY KEY (singleton),
+  CONSTRAINT head_singleton CHECK (singleton)
+);
+INSERT INTO "eventstore".head (singleton, position) VALUES (true, 0);
+
+-- Events are facts: once visible they never change or disappear.
+CREATE FUNCTION "eventstore".reject_event_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'events are immutable: % on %.% is not allowed', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER events_are_immutable BEFORE UPDATE OR DELETE ON "eventstore".events
+  FOR EACH ROW EXECUTE FUNCTION "eventstore".reject_event_change();
+CREATE TRIGGER events_are_not_truncated BEFORE TRUNCATE ON "eventstore".events
+  FOR EACH STATEMENT EXECUTE FUNCTION "eventstore".reject_event_change();
+
+-- Appends a batch of commands atomically, checking each command's condition in order, so a later
+-- command sees the events of the earlier ones.
+--
+-- p_commands: [{ "events": [{ id, type, tags, data, metadata, occurred_at }],
+--                "condition": null | { "query": { all, items: [{ types, tags, any_of, all_of }], from, until },
+--                                      "after": null | "<position>" } }]
+-- p_check_ids: the caller saw the same event id twice in this batch.
+-- p_scan_limit: a condition whose `after` is at most this far behind the head is checked by
+--   walking the events since `after` on the primary key; older or absent `after` uses the
+--   type, tag and payload indexes.
+--
+-- Returns one row per command, in order:
+--   r_status 0 = appended (r_position = its last position)
+--            1 = condition failed (r_conflict = a conflicting position)
+--            2 = event id clash (r_conflict = position of a stored event with one of the ids)
+--            3 = already appended by an earlier identical call (r_position = its last position)
+--
+-- Must run at READ COMMITTED, outside an explicit transaction block, with nothing else in its
+-- transaction: the function relies on each statement after the lock taking a fresh snapshot.
+CREATE FUNCTION "eventstore".append_batch(p_commands jsonb, p_check_ids boolean, p_scan_limit bigint DEFAULT 2000)
+RETURNS TABLE (r_status smallint, r_position bigint, r_conflict bigint)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_head      bigint;
+  v_start     bigint;
+  v_now       timestamptz;
+  v_command   jsonb;
+  v_events    jsonb;
+  v_count     integer;
+  v_condition jsonb;
+  v_query     jsonb;
+  v_after     bigint;
+  v_conflict  bigint;
+  v_found     integer;
+  v_same      boolean;
+  v_max       bigint;
+  v_item      record;
+  v_sql       text;
+  v_probe     bigint;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'append_batch must run at READ COMMITTED, not %', current_setting('transaction_isolation')
+      USING ERRCODE = 'invalid_transaction_state';
+  END IF;
+
+  -- The lock that serializes appends. Waiting here and then reading in later statements (each
+  -- with a fresh snapshot) is what makes the check-then-insert atomic: a check in the same
+  -- statement as the lock would still use the snapshot from before the wait.
+  SELECT h.position INTO v_head FROM "eventstore".head h WHERE h.singleton FOR UPDATE;
+  v_start := v_head;
+  v_now := clock_timestamp();
+
+  IF NOT p_check_ids THEN
+    -- Usually no id of the batch is stored yet, and then no command needs the per-command check.
+    p_check_ids := EXISTS (
+      SELECT 1 FROM "eventstore".events x
+      WHERE x.id IN (SELECT (e->>'id')::uuid FROM jsonb_array_elements(p_commands) c, jsonb_array_elements(c->'events') e));
+  END IF;
+
+  FOR v_command IN SELECT value FROM jsonb_array_elements(p_commands) LOOP
+    v_events := v_command->'events';
+    v_count := jsonb_array_length(v_events);
+
+    -- Idempotent retry: every id stored with the same content returns the original position.
+    IF p_check_ids THEN
+      SELECT count(*)::integer,
+             max(x.position),
+             bool_and(x.type = e.type AND x.tags = e.tags AND x.data = COALESCE(e.data, 'null'::jsonb) AND x.metadata = e.metadata)
+        INTO v_found, v_max, v_same
+        FROM jsonb_to_recordset(v_events) AS e(id uuid, type text, tags text[], data jsonb, metadata jsonb)
+        JOIN "eventstore".events x ON x.id = e.id;
+      IF v_found > 0 THEN
+        IF v_found = v_count AND v_same THEN
+          RETURN QUERY SELECT 3::smallint, v_max, NULL::bigint;
+        ELSE
+          RETURN QUERY SELECT 2::smallint, NULL::bigint, v_max;
+        END IF;
+        CONTINUE;
+      END IF;
+    END IF;
+
+    v_condition := v_command->'condition';
+    IF v_condition IS NOT NULL AND jsonb_typeof(v_condition) = 'object' THEN
+      v_query := v_condition->'query';
+      v_after := COALESCE((v_condition->>'after')::bigint, 0);
+      v_conflict := NULL;
+      IF v_after < v_head THEN
+        IF (v_query->>'all')::boolean THEN
+          SELECT x.position INTO v_conflict FROM "eventstore".events x
+           WHERE x.position > v_after
+             AND (v_query->>'from' IS NULL OR x.occurred_at >= (v_query->>'from')::timestamptz)
+             AND (v_query->>'until' IS NULL OR x.occurred_at <= (v_query->>'until')::timestamptz)
+           ORDER BY x.position LIMIT 1;
+        ELSIF v_head - v_after <= p_scan_limit THEN
+          -- Recent `after`: walk the few events written since, on the primary key.
+          SELECT x.position INTO v_conflict
+            FROM "eventstore".events x
+           WHERE x.position > v_after AND x.position <= v_head
+             AND (v_query->>'from' IS NULL OR x.occurred_at >= (v_query->>'from')::timestamptz)
+             AND (v_query->>'until' IS NULL OR x.occurred_at <= (v_query->>'until')::timestamptz)
+             AND EXISTS (
+               SELECT 1 FROM jsonb_to_recordset(v_query->'items') AS it(types text[], tags text[], any_of jsonb, all_of jsonb)
+                WHERE (it.types IS NULL OR x.type = ANY (it.types))
+                  AND (it.tags IS NULL OR x.tags @> it.tags)
+                  AND (it.any_of IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements(it.any_of) p WHERE x.data @> p.value))
+                  AND (it.all_of IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(it.all_of) p WHERE NOT x.data @> p.value)))
+           ORDER BY x.position LIMIT 1;
+        ELSE
+          -- Old or absent `after`: one indexed probe per item. The statement text depends only on
+          -- which parts the item has; every value is a bound parameter.
+          FOR v_item IN SELECT * FROM jsonb_to_recordset(v_query->'items') AS it(types text[], tags text[], any_of jsonb, all_of jsonb) LOOP
+            v_sql := 'SELECT x.position FROM "eventstore".events x WHERE x.position > $1';
+            IF v_item.types IS NOT NULL THEN v_sql := v_sql || ' AND x.type = ANY ($2)'; END IF;
+            IF v_item.tags IS NOT NULL THEN v_sql := v_sql || ' AND x.tags @> $3'; END IF;
+            IF v_item.any_of IS NOT NULL THEN v_sql := v_sql || ' AND x.data @> ANY ($4)'; END IF;
+            IF v_item.all_of IS NOT NULL THEN v_sql := v_sql || ' AND x.data @> ($5)[1] AND x.data @> ALL ($5)'; END IF;
+            IF v_query->>'from' IS NOT NULL THEN v_sql := v_sql || ' AND x.occurred_at >= $6'; END IF;
+            IF v_query->>'until' IS NOT NULL THEN v_sql := v_sql || ' AND x.occurred_at <= $7'; END IF;
+            v_sql := v_sql || ' ORDER BY x.position LIMIT 1';
+            EXECUTE v_sql INTO v_probe
+              USING v_after, v_item.types, v_item.tags,
+                    ARRAY(SELECT p.value FROM jsonb_array_elements(v_item.any_of) p),
+                    ARRAY(SELECT p.value FROM jsonb_array_elements(v_item.all_of) p),
+                    (v_query->>'from')::timestamptz, (v_query->>'until')::timestamptz;
+            IF v_probe IS NOT NULL AND (v_conflict IS NULL OR v_probe < v_conflict) THEN
+              v_conflict := v_probe;
+            END IF;
+          END LOOP;
+        END IF;
+      END IF;
+      IF v_conflict IS NOT NULL THEN
+        RETURN QUERY SELECT 1::smallint, NULL::bigint, v_conflict;
+        CONTINUE;
+      END IF;
+    END IF;
+
+    INSERT INTO "eventstore".events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
+    -- jsonb_to_recordset turns a JSON null payload into SQL NULL; the key is always present, so
+    -- NULL here means the payload null.
+    SELECT v_head + e.ordinal, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, v_now
+      FROM ROWS FROM (jsonb_to_recordset(v_events) AS (id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz))
+           WITH ORDINALITY AS e(id, type, tags, data, metadata, occurred_at, ordinal);
+    v_head := v_head + v_count;
+    RETURN QUERY SELECT 0::smallint, v_head, NULL::bigint;
+  END LOOP;
+
+  IF v_head <> v_start THEN
+    UPDATE "eventstore".head SET position = v_head WHERE singleton;
+  END IF;
+END $$;
+
+INSERT INTO "eventstore".migrations (version, name) VALUES (1, 'events');
