@@ -296,9 +296,8 @@ export class EventStore {
     if (signal?.aborted) throw new OperationAbortedError(operation, signal.reason);
     let client: pg.PoolClient;
     try {
-      client = await this.#connect(signal);
+      client = await this.#connect(operation, signal);
     } catch (error) {
-      if (error instanceof EventStoreError) throw error;
       throw this.#toError(error);
     }
     if (signal?.aborted) {
@@ -328,12 +327,12 @@ export class EventStore {
   }
 
   /** A pooled connection; an abort while waiting for one rejects at once (a late connection goes back to the pool). */
-  #connect(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+  #connect(operation: string, signal: AbortSignal | undefined): Promise<pg.PoolClient> {
     const connecting = this.#pool.connect();
     if (!signal) return connecting;
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
-        reject(new OperationAbortedError('read', signal.reason));
+        reject(new OperationAbortedError(operation, signal.reason));
         connecting.then((client) => client.release(), () => undefined);
       };
       signal.addEventListener('abort', onAbort, { once: true });

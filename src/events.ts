@@ -57,19 +57,20 @@ export interface NormalizedEvent {
 }
 
 export function validateType(type: unknown, path: string): string {
-  if (typeof type !== 'string') throw new InvalidInputError(path, `must be a string, got ${describe(type)}`);
-  if (type.length === 0) throw new InvalidInputError(path, 'must not be empty');
-  if (type.length > MAX_TYPE_LENGTH) throw new InvalidInputError(path, `must be at most ${MAX_TYPE_LENGTH} characters, got ${type.length}`);
-  assertStorableString(type, path);
-  return type;
+  return validateShortString(type, path, MAX_TYPE_LENGTH);
 }
 
 export function validateTag(tag: unknown, path: string): string {
-  if (typeof tag !== 'string') throw new InvalidInputError(path, `must be a string, got ${describe(tag)}`);
-  if (tag.length === 0) throw new InvalidInputError(path, 'must not be empty');
-  if (tag.length > MAX_TAG_LENGTH) throw new InvalidInputError(path, `must be at most ${MAX_TAG_LENGTH} characters, got ${tag.length}`);
-  assertStorableString(tag, path);
-  return tag;
+  return validateShortString(tag, path, MAX_TAG_LENGTH);
+}
+
+/** Types and tags: non-empty strings PostgreSQL can store, short enough for a btree/GIN entry. */
+function validateShortString(value: unknown, path: string, maxLength: number): string {
+  if (typeof value !== 'string') throw new InvalidInputError(path, `must be a string, got ${describe(value)}`);
+  if (value.length === 0) throw new InvalidInputError(path, 'must not be empty');
+  if (value.length > maxLength) throw new InvalidInputError(path, `must be at most ${maxLength} characters, got ${value.length}`);
+  assertStorableString(value, path);
+  return value;
 }
 
 /** De-duplicated and sorted, so that equal tag sets are stored (and compared on retry) identically. */

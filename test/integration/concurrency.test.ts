@@ -21,7 +21,7 @@ import {
   type EventStoreOptions,
   type SequencedEvent,
 } from '../../src/index.ts';
-import { connectToSchema, createTestStore, startGate, withClient } from '../helpers.ts';
+import { connectToSchema, createTestStore, startGate, withClient, seededRandom } from '../helpers.ts';
 import { checkHistory, matchesQuery, type AttemptRecord, type AttemptStamp } from './history-checker.ts';
 
 const LENT = 'BookCopyLentToReader';
@@ -110,18 +110,6 @@ function assertExactlyOneWinner(results: PromiseSettledResult<AppendResult>[], c
 
 function range(count: number): number[] {
   return Array.from({ length: count }, (_, index) => index);
-}
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function pick<T>(random: () => number, list: readonly T[]): T {
@@ -306,7 +294,7 @@ describe('guarantee A: atomic check-then-insert', () => {
 describe('guarantee B: positions', () => {
   test('a concurrent burst from 6 instances gives positions 1..N, one contiguous block per append, recordedAt in order; a concurrent reader never skips', async () => {
     const { stores } = await openStores(6, alternateScanPaths);
-    const random = prng(4242);
+    const random = seededRandom(4242);
     const reader = stores[0]!;
     let writing = true;
     let seen = 0n;
@@ -394,7 +382,7 @@ describe('randomized concurrent history', () => {
     const deadline = Date.now() + 3000;
 
     const writer = async (store: EventStore, seed: number): Promise<void> => {
-      const random = prng(seed);
+      const random = seededRandom(seed);
       for (let n = 0; Date.now() < deadline; n++) {
         const attempt = `${seed}-${n}`;
         const roll = random();

