@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { commandsAreIndependent } from './batch-independence.ts';
 import { AppendBatcher, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
 import {
   EventStoreClosedError,
@@ -351,17 +352,19 @@ export class EventStore {
   }
 
   #batchExecution(): BatchExecution {
-    const appendSql = `SELECT r_status, r_position, r_conflict FROM ${this.#quotedSchema}.append_batch($1::jsonb, $2::boolean, $3::bigint)`;
+    const appendSql = `SELECT r_status, r_position, r_conflict FROM ${this.#quotedSchema}.append_batch($1::jsonb, $2::boolean, $3::bigint, $4::uuid[], $5::boolean)`;
     const scanLimit = String(this.#conditionScanLimit);
     return {
       execute: async (commands, checkIds, onCancellable) => {
         const payload = JSON.stringify(commands.map((command) => ({ events: command.events, condition: command.condition })));
+        const ids = commands.flatMap((command) => command.events.map((event) => event.id));
+        const independent = commandsAreIndependent(commands);
         const client = await this.#pool.connect();
         let cancelling: Promise<void> | undefined;
         onCancellable(() => (cancelling = this.#cancelBackend(processId(client))));
         let broken: unknown;
         try {
-          const { rows } = await client.query<AppendRow>({ text: appendSql, values: [payload, checkIds, scanLimit] });
+          const { rows } = await client.query<AppendRow>({ name: 'dses_append', text: appendSql, values: [payload, checkIds, scanLimit, ids, independent] });
           return rows.map(toCommandResult);
         } catch (error) {
           broken = isConnectionError(error) ? error : undefined;
