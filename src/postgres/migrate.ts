@@ -95,3 +95,21 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<{ 
     throw new MigrationError(`migrating schema ${quoted} failed: ${(error as Error).message}`, error);
   }
 }
+
+/**
+ * Creates the GIN index on payloads (`jsonb_path_ops`) if it is missing, under the same lock as
+ * the migrations. It makes payload-only queries fast and costs about as much as the rest of an
+ * append's indexing together; queries with a type or a tag do not need it.
+ */
+export async function ensurePayloadIndex(client: pg.ClientBase, schema: string): Promise<void> {
+  const quoted = quoteSchemaName(schema);
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dynamic-streams-eventstore:${schema}`]);
+    await client.query(`CREATE INDEX IF NOT EXISTS events_data_idx ON ${quoted}.events USING gin (data jsonb_path_ops) WITH (fastupdate = off)`);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw new MigrationError(`creating the payload index in schema ${quoted} failed: ${(error as Error).message}`, error);
+  }
+}

@@ -271,9 +271,27 @@ describe('connecting: schema names, isolation, missing migrations, missing conne
       ['maxBatchCommands', 0],
       ['maxBatchEvents', -1],
       ['conditionScanLimit', -1],
+      ['payloadIndex', 'yes'],
     ] as const) {
-      await assert.rejects(EventStore.connect({ connectionString: UNREACHABLE, schema: 'fine', [key]: value }), isInvalid(key));
+      await assert.rejects(EventStore.connect({ connectionString: UNREACHABLE, schema: 'fine', [key]: value as never }), isInvalid(key));
     }
+  });
+
+  test('payloadIndex: true creates the payload index once, also with migrate: false; without it the store has none', async () => {
+    const schema = freshSchema();
+    const indexes = async (): Promise<number> =>
+      (await withClient((client) => client.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = 'events_data_idx'`, [schema]))).rows[0].n;
+    const plain = await EventStore.connect({ connectionString: databaseUrl(), schema });
+    await plain.append({ type: 'Before', data: { k: 1 } });
+    assert.equal(await indexes(), 0);
+    const [a, b] = await Promise.all([
+      EventStore.connect({ connectionString: databaseUrl(), schema, migrate: false, payloadIndex: true }),
+      EventStore.connect({ connectionString: databaseUrl(), schema, payloadIndex: true }),
+    ]);
+    assert.equal(await indexes(), 1);
+    const { events } = await a.read(Query.of(QueryItem.anyPredicateOf({ k: 1 })));
+    assert.equal(events.length, 1);
+    await Promise.all([plain.close(), a.close(), b.close()]);
   });
 });
 

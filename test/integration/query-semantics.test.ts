@@ -17,7 +17,7 @@ import {
   type SequencedEvent,
   type StreamOptions,
 } from '../../src/index.ts';
-import { connectToSchema, createTestStore, seededRandom } from '../helpers.ts';
+import { connectToSchema, createTestStore, seededRandom, withClient } from '../helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The in-memory matcher: the semantics of DCB.md, with PostgreSQL's jsonb `@>` for predicates.
@@ -655,7 +655,9 @@ function randomQuery(random: Random, model: readonly ModelEvent[]): Query {
   return query;
 }
 
-describe(`randomized comparison with an in-memory matcher (QUERY_SEMANTICS_SEED=${SEED})`, () => {
+// Once without and once with the optional payload index: the planner then takes other paths to
+// the same answers.
+for (const payloadIndex of [false, true]) describe(`randomized comparison with an in-memory matcher (QUERY_SEMANTICS_SEED=${SEED}, payloadIndex: ${payloadIndex})`, () => {
   let store: EventStore;
   let dispose: () => Promise<void>;
   let probePath: EventStore;
@@ -666,9 +668,11 @@ describe(`randomized comparison with an in-memory matcher (QUERY_SEMANTICS_SEED=
 
   before(async () => {
     let schema: string;
-    ({ store, dispose, schema } = await createTestStore());
+    ({ store, dispose, schema } = await createTestStore({ payloadIndex }));
     probePath = await connectToSchema(schema, { conditionScanLimit: 0 });
     scanPath = await connectToSchema(schema, { conditionScanLimit: 1_000_000 });
+    const { rows } = await withClient((client) => client.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = 'events_data_idx'`, [schema]));
+    assert.equal(rows[0].n, payloadIndex ? 1 : 0);
   });
   after(async () => {
     await probePath?.close();
