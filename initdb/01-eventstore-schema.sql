@@ -268,6 +268,7 @@ DECLARE
   v_condition jsonb;
   v_query     jsonb;
   v_item      jsonb;
+  v_item_index integer;
   v_after     bigint;
   v_from      timestamptz;
   v_until     timestamptz;
@@ -326,9 +327,11 @@ BEGIN
         JOIN "eventstore".events x ON x.id = e.id;
       IF v_found > 0 THEN
         IF v_found = v_count AND v_same THEN
-          RETURN QUERY SELECT 3::smallint, v_max, NULL::bigint;
+          r_status := 3; r_position := v_max; r_conflict := NULL;
+          RETURN NEXT;
         ELSE
-          RETURN QUERY SELECT 2::smallint, NULL::bigint, v_max;
+          r_status := 2; r_position := NULL; r_conflict := v_max;
+          RETURN NEXT;
         END IF;
         CONTINUE;
       END IF;
@@ -350,15 +353,30 @@ BEGIN
            AND (v_until IS NULL OR x.occurred_at <= v_until)
          ORDER BY x.position LIMIT 1;
       ELSE
-        FOR v_item IN SELECT value FROM jsonb_array_elements(v_query->'items') LOOP
-          v_types := CASE WHEN v_item->'types' IS NULL OR jsonb_typeof(v_item->'types') = 'null' THEN NULL
-                          ELSE ARRAY(SELECT jsonb_array_elements_text(v_item->'types')) END;
-          v_tags := CASE WHEN v_item->'tags' IS NULL OR jsonb_typeof(v_item->'tags') = 'null' THEN NULL
-                         ELSE ARRAY(SELECT jsonb_array_elements_text(v_item->'tags')) END;
-          v_any := CASE WHEN v_item->'any_of' IS NULL OR jsonb_typeof(v_item->'any_of') = 'null' THEN NULL
-                        ELSE ARRAY(SELECT value FROM jsonb_array_elements(v_item->'any_of')) END;
-          v_all := CASE WHEN v_item->'all_of' IS NULL OR jsonb_typeof(v_item->'all_of') = 'null' THEN NULL
-                        ELSE ARRAY(SELECT value FROM jsonb_array_elements(v_item->'all_of')) END;
+        FOR v_item_index IN 0 .. jsonb_array_length(v_query->'items') - 1 LOOP
+          -- Plain assignments, not queries: the client sends types and tags also as array
+          -- literals (`types_pg`, `tags_pg`); callers that don't (raw SQL) get them extracted.
+          v_item := v_query->'items'->v_item_index;
+          v_types := NULL;
+          v_tags := NULL;
+          v_any := NULL;
+          v_all := NULL;
+          IF v_item ? 'types_pg' THEN
+            v_types := (v_item->>'types_pg')::text[];
+          ELSIF jsonb_typeof(v_item->'types') = 'array' THEN
+            v_types := ARRAY(SELECT jsonb_array_elements_text(v_item->'types'));
+          END IF;
+          IF v_item ? 'tags_pg' THEN
+            v_tags := (v_item->>'tags_pg')::text[];
+          ELSIF jsonb_typeof(v_item->'tags') = 'array' THEN
+            v_tags := ARRAY(SELECT jsonb_array_elements_text(v_item->'tags'));
+          END IF;
+          IF jsonb_typeof(v_item->'any_of') = 'array' THEN
+            v_any := ARRAY(SELECT value FROM jsonb_array_elements(v_item->'any_of'));
+          END IF;
+          IF jsonb_typeof(v_item->'all_of') = 'array' THEN
+            v_all := ARRAY(SELECT value FROM jsonb_array_elements(v_item->'all_of'));
+          END IF;
           IF v_head - v_after <= p_scan_limit THEN
             -- Recent `after`: walk the few events written since, on the primary key. Only the
             -- position range can use an index here, so the plan is the same for every value.
@@ -391,7 +409,8 @@ BEGIN
         END LOOP;
       END IF;
       IF v_conflict IS NOT NULL THEN
-        RETURN QUERY SELECT 1::smallint, NULL::bigint, v_conflict;
+        r_status := 1; r_position := NULL; r_conflict := v_conflict;
+        RETURN NEXT;
         CONTINUE;
       END IF;
     END IF;
@@ -408,7 +427,8 @@ BEGIN
       v_head := v_head + v_count;
     END IF;
     v_next := v_next + v_count;
-    RETURN QUERY SELECT 0::smallint, v_next, NULL::bigint;
+    r_status := 0; r_position := v_next; r_conflict := NULL;
+    RETURN NEXT;
   END LOOP;
 
   IF p_independent AND cardinality(v_accepted) > 0 THEN

@@ -388,7 +388,7 @@ export class EventStore {
     const scanLimit = String(this.#conditionScanLimit);
     return {
       execute: async (commands, checkIds, onCancellable) => {
-        const payload = JSON.stringify(commands.map((command) => ({ events: command.events, condition: command.condition })));
+        const payload = appendPayload(commands);
         const ids = commands.flatMap((command) => command.events.map((event) => event.id));
         const independent = commandsAreIndependent(commands);
         const client = await this.#pool.connect();
@@ -456,6 +456,35 @@ function withReadCommitted(connectionString: string): string {
   const existing = url.searchParams.get('options');
   url.searchParams.set('options', existing ? `${existing} ${READ_COMMITTED}` : READ_COMMITTED);
   return url.toString();
+}
+
+/**
+ * The batch as the append function reads it. Each query item also carries its types and tags as
+ * PostgreSQL array literals, which the function casts with a plain assignment instead of running
+ * a query per item to unpack the JSON arrays. (Data inside a bound parameter, not SQL.)
+ */
+function appendPayload(commands: readonly PendingAppend[]): string {
+  return JSON.stringify(
+    commands.map(({ events, condition }) => ({
+      events,
+      condition: condition && {
+        after: condition.after,
+        query: {
+          ...condition.query,
+          items: condition.query.items.map((item) => ({
+            ...item,
+            ...(item.types && { types_pg: pgTextArray(item.types) }),
+            ...(item.tags && { tags_pg: pgTextArray(item.tags) }),
+          })),
+        },
+      },
+    })),
+  );
+}
+
+/** A text[] literal: every element double-quoted, with `"` and `\` escaped. */
+function pgTextArray(values: readonly string[]): string {
+  return `{${values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
 }
 
 function toCommandResult(row: AppendRow): CommandResult {
