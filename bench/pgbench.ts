@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS bench_events (
 );
 CREATE INDEX IF NOT EXISTS bench_events_type_position_idx ON bench_events (type, position);
 CREATE INDEX IF NOT EXISTS bench_events_tags_idx ON bench_events USING gin (tags) WITH (fastupdate = off);
-CREATE INDEX IF NOT EXISTS bench_events_data_idx ON bench_events USING gin (data jsonb_path_ops) WITH (fastupdate = off);
 `;
 
 export async function createBaselineTable(url: string): Promise<void> {
