@@ -257,7 +257,8 @@ export class EventStore {
 
   /**
    * Iterates over the events matching `query` in position order, fetching `batchSize` at a time
-   * (constant memory). Ends at the head the first batch saw, so it terminates under load too.
+   * (constant memory; the next batch is fetched while this one is consumed). Ends at the head the
+   * first batch saw, so it terminates under load too.
    *
    * @example
    * for await (const event of store.stream(Query.all(), { after: 0n })) project(event);
@@ -265,22 +266,36 @@ export class EventStore {
   async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
     this.#assertOpen();
     if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
-    let after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+    const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
     const batchSize = options.batchSize ?? 1000;
     if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
-    let end: bigint | undefined;
-    for (;;) {
-      const readOptions: ReadOptions = { after, limit: batchSize };
+    const page = (from: bigint): Promise<ReadResult<Data>> => {
+      const readOptions: ReadOptions = { after: from, limit: batchSize };
       if (options.signal) readOptions.signal = options.signal;
-      const { events, head } = await this.read<Data>(query, readOptions);
-      end ??= head;
-      for (const event of events) {
-        if (event.position > end) return;
-        yield event;
+      const fetching = this.read<Data>(query, readOptions);
+      // It may fail while the caller is still busy with the previous page: handled here, thrown
+      // when awaited.
+      fetching.catch(() => undefined);
+      return fetching;
+    };
+    // The next page is fetched while the caller works through this one.
+    let next: Promise<ReadResult<Data>> | undefined = page(after);
+    let end: bigint | undefined;
+    try {
+      while (next) {
+        const { events, head } = await next;
+        next = undefined;
+        end ??= head;
+        const last = events.at(-1);
+        if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
+        for (const event of events) {
+          if (event.position > end) return;
+          yield event;
+        }
       }
-      const last = events.at(-1);
-      if (events.length < batchSize || last === undefined || last.position >= end) return;
-      after = last.position;
+    } finally {
+      // Stopped early: the prefetched page is dropped (its failure is already handled).
+      next = undefined;
     }
   }
 

@@ -1,4 +1,5 @@
-import { v7 as uuidv7, validate as isUuid } from 'uuid';
+import { validate as isUuid } from 'uuid';
+import { uuidv7 } from './uuid7.ts';
 import { InvalidInputError } from './errors.ts';
 import type { Query } from './query.ts';
 

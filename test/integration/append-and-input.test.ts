@@ -1045,7 +1045,7 @@ describe('cancellation', SUITE, () => {
 
   test('aborting a stream while its next batch waits for a lock stops it with ABORTED', async () => {
     const tag = `stream:${randomUUID()}`;
-    await store.append(Array.from({ length: 4 }, (_, index) => ({ type: 'Streamed', tags: [tag], data: { index } })));
+    await store.append(Array.from({ length: 6 }, (_, index) => ({ type: 'Streamed', tags: [tag], data: { index } })));
     const controller = new AbortController();
     const seen: unknown[] = [];
     await withClient(async (locker) => {
@@ -1064,7 +1064,11 @@ describe('cancellation', SUITE, () => {
         await locker.query('ROLLBACK');
       }
     });
-    assert.deepEqual(seen, [{ index: 0 }, { index: 1 }]);
+    // The stream fetches one batch ahead: the second batch may have arrived before the lock was
+    // taken (then the third waits), or may be the one waiting. Either way nothing after the
+    // waiting batch was yielded.
+    assert.ok(seen.length === 2 || seen.length === 4, `saw ${seen.length} events`);
+    assert.deepEqual(seen, Array.from({ length: seen.length }, (_, index) => ({ index })));
   });
 });
 
