@@ -1,7 +1,7 @@
 /**
  * The benchmark orchestrator: `npm run bench [-- --quick] [--libraries ours,dcb-es,rico]
  * [--workloads W1,W4] [--sizes 100k,1M,10M] [--duration 8] [--warmup 1.5] [--repeats 3]
- * [--peer-max-size 1M] [--w6-size 2.5M] [--clients 1,4,16,64] [--keep-databases]`.
+ * [--peer-max-size 1M] [--w6-size 2.5M] [--clients 1,4,16,64] [--keep-databases] [--tcp]`.
  *
  * Starts the server, measures the pgbench baselines, then runs every workload for each library in
  * its own worker processes on its own fresh databases, printing each figure next to its baseline
@@ -37,6 +37,7 @@ interface Config {
   phases: PhaseSpec;
   pgbenchSeconds: number;
   keepDatabases: boolean;
+  tcp: boolean;
   outDir: string;
 }
 
@@ -81,6 +82,7 @@ function parseConfig(argv: string[]): Config {
       warmup: { type: 'string' },
       repeats: { type: 'string' },
       'keep-databases': { type: 'boolean', default: false },
+      tcp: { type: 'boolean', default: false },
       out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
     },
     strict: true,
@@ -110,6 +112,7 @@ function parseConfig(argv: string[]): Config {
     },
     pgbenchSeconds: Math.max(1, Math.floor(durationSeconds)),
     keepDatabases: values['keep-databases'],
+    tcp: values.tcp,
     outDir: values.out,
   };
 }
@@ -539,7 +542,7 @@ async function main(): Promise<void> {
     console.log(`note: skipping ${library}: bench/adapters/${library}.ts does not exist`);
     return false;
   });
-  const server = await startBenchServer();
+  const server = await startBenchServer(config.tcp);
   const stopEverything = async (): Promise<void> => {
     killAllWorkers();
     await server.stop();
@@ -553,7 +556,7 @@ async function main(): Promise<void> {
     const pgbenchVersion = await pgbench.pgbenchVersion();
     console.log(`${description.version}\n${pgbenchVersion}\nlibraries: ${libraries.join(', ')}; workloads: ${[...config.workloads].join(', ')}; sizes: ${config.sizes.map(formatSize).join(', ')}`);
     const context: Context = { config, server, recorder: new Recorder() };
-    context.recorder.notes.push(...standingNotes(config));
+    context.recorder.notes.push(...standingNotes(config), `Clients connect over: ${server.transport}.`);
     for (const library of config.libraries.filter((library) => !libraries.includes(library))) context.recorder.notes.push(`${library}: skipped, bench/adapters/${library}.ts does not exist.`);
     await writeBaselines(context);
     for (const library of libraries) await benchLibrary(context, library);
