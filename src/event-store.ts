@@ -35,7 +35,7 @@ export interface EventStoreOptions {
   maxBatchEvents?: number;
   /**
    * A condition whose `after` is at most this many positions behind the head is checked by walking
-   * the events written since; otherwise through the indexes. Default 2000. Tuning knob; both
+   * the events written since; otherwise through the indexes. Default 128. Tuning knob; both
    * paths give the same answer.
    */
   conditionScanLimit?: number;
@@ -116,7 +116,7 @@ export class EventStore {
     this.#schema = schema;
     this.#quotedSchema = quoteSchemaName(schema);
     this.#connectionConfig = connectionConfig;
-    this.#conditionScanLimit = options.conditionScanLimit ?? 2000;
+    this.#conditionScanLimit = options.conditionScanLimit ?? 128;
     this.#batcher = new AppendBatcher(this.#batchExecution(), {
       maxCommands: options.maxBatchCommands ?? 1000,
       maxEvents: options.maxBatchEvents ?? 10_000,

@@ -23,8 +23,8 @@ DROP FUNCTION __SCHEMA__.append_batch(jsonb, boolean, bigint);
 --                                      "after": null | "<position>" } }]
 -- p_check_ids: the caller saw the same event id twice in this batch.
 -- p_scan_limit: a condition whose `after` is at most this far behind the head is checked by
---   walking the events since `after` on the primary key; older or absent `after` uses the
---   type and tag indexes.
+--   walking the events since `after` on the primary key; older or absent `after` uses the tag
+--   index (items with tags) or a probe planned for its values (items without).
 -- p_ids: every event id of the batch (taken from p_commands when NULL).
 -- p_independent: no command's condition can match an event of an earlier command of the batch,
 --   so every condition may be checked against the events stored before the batch. Passing true
@@ -40,7 +40,7 @@ DROP FUNCTION __SCHEMA__.append_batch(jsonb, boolean, bigint);
 --
 -- Must run at READ COMMITTED, outside an explicit transaction block, with nothing else in its
 -- transaction: the function relies on each statement after the lock taking a fresh snapshot.
-CREATE FUNCTION __SCHEMA__.append_batch(p_commands jsonb, p_check_ids boolean, p_scan_limit bigint DEFAULT 2000, p_ids uuid[] DEFAULT NULL, p_independent boolean DEFAULT false)
+CREATE FUNCTION __SCHEMA__.append_batch(p_commands jsonb, p_check_ids boolean, p_scan_limit bigint DEFAULT 128, p_ids uuid[] DEFAULT NULL, p_independent boolean DEFAULT false)
 RETURNS TABLE (r_status smallint, r_position bigint, r_conflict bigint)
 LANGUAGE plpgsql VOLATILE
 -- Every static statement below has one good plan whatever the values (primary-key walks, unique
@@ -183,12 +183,25 @@ BEGIN
                AND (v_until IS NULL OR x.occurred_at <= v_until)
                AND (v_conflict IS NULL OR x.position < v_conflict)
              ORDER BY x.position LIMIT 1;
+          ELSIF v_tags IS NOT NULL THEN
+            -- Older `after`, and the item has tags: the tag index finds the few candidates and
+            -- the smallest position is taken from them. `+ 0` keeps both the position range and
+            -- the order away from the primary key, so that the plan (generic, made once) cannot
+            -- turn into a walk of every event since `after` in the hope of meeting a match soon,
+            -- which for a boundary with no later events, the usual case, reads them all.
+            SELECT min(x.position + 0) INTO v_probe FROM __SCHEMA__.events x
+             WHERE x.tags @> v_tags AND x.position + 0 > v_after
+               AND (v_types IS NULL OR x.type = ANY (v_types))
+               AND (v_any IS NULL OR x.data @> ANY (v_any))
+               AND (v_all IS NULL OR x.data @> ALL (v_all))
+               AND (v_from IS NULL OR x.occurred_at >= v_from)
+               AND (v_until IS NULL OR x.occurred_at <= v_until);
           ELSE
-            -- Old or absent `after`: an indexed probe, planned for its values. The statement text
+            -- Older `after`, no tags: a probe planned for its values (type index, payload index
+            -- or a walk of the primary key, as the statistics suggest). The statement text
             -- depends only on which parts the item has; every value is a bound parameter.
             v_sql := 'SELECT x.position FROM __SCHEMA__.events x WHERE x.position > $1';
             IF v_types IS NOT NULL THEN v_sql := v_sql || ' AND x.type = ANY ($2)'; END IF;
-            IF v_tags IS NOT NULL THEN v_sql := v_sql || ' AND x.tags @> $3'; END IF;
             IF v_any IS NOT NULL THEN v_sql := v_sql || ' AND x.data @> ANY ($4)'; END IF;
             IF v_all IS NOT NULL THEN v_sql := v_sql || ' AND x.data @> ($5)[1] AND x.data @> ALL ($5)'; END IF;
             IF v_from IS NOT NULL THEN v_sql := v_sql || ' AND x.occurred_at >= $6'; END IF;
