@@ -24,8 +24,15 @@ export interface PgbenchRun {
 }
 
 export async function pgbenchVersion(): Promise<string> {
-  const { stdout } = await run('pgbench', ['--version']);
-  return stdout.trim();
+  try {
+    const { stdout } = await run('pgbench', ['--version']);
+    return stdout.trim();
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') {
+      throw new Error('pgbench is not on PATH; the baselines need it (Debian/Ubuntu: apt install postgresql-client; any version talks to the embedded PostgreSQL 17)');
+    }
+    throw error;
+  }
 }
 
 /** A table of the same shape and indexes as the store's events table, position from a sequence. */
