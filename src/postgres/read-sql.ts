@@ -24,10 +24,20 @@ export function buildReadStatement(schema: string, query: InternalQuery, bounds:
     values.push(value);
     return `$${values.length}::${cast}`;
   };
-  const conditions: string[] = [`e.position > ${bind(bounds.after.toString(), 'bigint')}`];
+  // When every item names tags, the tag index alone finds the candidates. The position range and
+  // the type are then written as `(...) IS TRUE` (the same truth value, as neither side can be
+  // NULL), which no index can serve: on a 10M-event store the planner otherwise AND-ed the tag
+  // index with the (type, position) or primary-key index, reading millions of index entries to
+  // save a few heap fetches (0.6 s instead of under 1 ms).
+  const byTags = !query.all && query.items.length > 0 && query.items.every((item) => item.tags !== null && item.tags.length > 0);
+  const after = `e.position > ${bind(bounds.after.toString(), 'bigint')}`;
+  const conditions: string[] = [byTags ? `(${after}) IS TRUE` : after];
   const itemConditions = query.all ? [] : query.items.map((item) => {
     const parts: string[] = [];
-    if (item.types) parts.push(item.types.length === 1 ? `e.type = ${bind(item.types[0], 'text')}` : `e.type = ANY (${bind(item.types, 'text[]')})`);
+    if (item.types) {
+      const type = item.types.length === 1 ? `e.type = ${bind(item.types[0], 'text')}` : `e.type = ANY (${bind(item.types, 'text[]')})`;
+      parts.push(item.tags ? `(${type}) IS TRUE` : type);
+    }
     if (item.tags) parts.push(`e.tags @> ${bind(item.tags, 'text[]')}`);
     if (item.any_of) {
       parts.push(
