@@ -152,18 +152,12 @@ export class EventStore {
     pool.on('error', () => undefined);
 
     try {
-      if (options.migrate ?? true) {
+      const migrating = options.migrate ?? true;
+      if (migrating || options.payloadIndex === true) {
         const client = await pool.connect();
         try {
-          await migrate(client, schema);
+          if (migrating) await migrate(client, schema);
           if (options.payloadIndex === true) await ensurePayloadIndex(client, schema);
-        } finally {
-          client.release();
-        }
-      } else if (options.payloadIndex === true) {
-        const client = await pool.connect();
-        try {
-          await ensurePayloadIndex(client, schema);
         } finally {
           client.release();
         }
@@ -278,24 +272,20 @@ export class EventStore {
       fetching.catch(() => undefined);
       return fetching;
     };
-    // The next page is fetched while the caller works through this one.
+    // The next page is fetched while the caller works through this one. A caller that stops
+    // early leaves it unawaited, which is safe: its failure is already handled in page().
     let next: Promise<ReadResult<Data>> | undefined = page(after);
     let end: bigint | undefined;
-    try {
-      while (next) {
-        const { events, head } = await next;
-        next = undefined;
-        end ??= head;
-        const last = events.at(-1);
-        if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
-        for (const event of events) {
-          if (event.position > end) return;
-          yield event;
-        }
-      }
-    } finally {
-      // Stopped early: the prefetched page is dropped (its failure is already handled).
+    while (next) {
+      const { events, head } = await next;
       next = undefined;
+      end ??= head;
+      const last = events.at(-1);
+      if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
+      for (const event of events) {
+        if (event.position > end) return;
+        yield event;
+      }
     }
   }
 

@@ -56,17 +56,7 @@ export function startGate(): { wait: () => Promise<void>; open: () => void } {
   return { wait: () => gate, open };
 }
 
-/** A deterministic PRNG (mulberry32) returning floats in [0, 1): the same seed, the same run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from './seeded-random.ts';
 
 /**
  * Keeps the event loop alive while a file's tests run (call at top level). startEmbeddedPostgres

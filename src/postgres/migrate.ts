@@ -64,11 +64,8 @@ function migrationsTableSql(quoted: string): string {
 export async function migrate(client: pg.ClientBase, schema: string): Promise<{ applied: number[] }> {
   const quoted = quoteSchemaName(schema);
   const migrations = loadMigrations();
-  const applied: number[] = [];
-  const lockKey = `dynamic-streams-eventstore:${schema}`;
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey]);
+  return underSchemaLock(client, schema, `migrating schema ${quoted} failed`, async () => {
+    const applied: number[] = [];
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
     await client.query(migrationsTableSql(quoted));
     const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${quoted}.migrations ORDER BY version`);
@@ -87,12 +84,26 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<{ 
       await client.query(`INSERT INTO ${quoted}.migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
       applied.push(migration.version);
     }
-    await client.query('COMMIT');
     return { applied };
+  });
+}
+
+/**
+ * Runs `work` in one transaction holding the transaction-level advisory lock keyed by the schema
+ * name, which every schema change of the store takes; rolls back and throws MigrationError
+ * (prefixed with `failure`) if anything fails.
+ */
+async function underSchemaLock<T>(client: pg.ClientBase, schema: string, failure: string, work: () => Promise<T>): Promise<T> {
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dynamic-streams-eventstore:${schema}`]);
+    const result = await work();
+    await client.query('COMMIT');
+    return result;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     if (error instanceof MigrationError) throw error;
-    throw new MigrationError(`migrating schema ${quoted} failed: ${(error as Error).message}`, error);
+    throw new MigrationError(`${failure}: ${(error as Error).message}`, error);
   }
 }
 
@@ -103,13 +114,7 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<{ 
  */
 export async function ensurePayloadIndex(client: pg.ClientBase, schema: string): Promise<void> {
   const quoted = quoteSchemaName(schema);
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dynamic-streams-eventstore:${schema}`]);
+  await underSchemaLock(client, schema, `creating the payload index in schema ${quoted} failed`, async () => {
     await client.query(`CREATE INDEX IF NOT EXISTS events_data_idx ON ${quoted}.events USING gin (data jsonb_path_ops) WITH (fastupdate = off)`);
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw new MigrationError(`creating the payload index in schema ${quoted} failed: ${(error as Error).message}`, error);
-  }
+  });
 }
