@@ -9,7 +9,11 @@ export type EventStoreErrorCode =
   | 'ABORTED'
   | 'MIGRATION_FAILED'
   | 'EMBEDDED_POSTGRES'
-  | 'DATABASE_ERROR';
+  | 'DATABASE_ERROR'
+  | 'RETRIES_EXHAUSTED'
+  | 'CONSUMER_FAILED'
+  | 'CHECKPOINT_AHEAD'
+  | 'CONSUMER_RUNNING';
 
 /**
  * Base class of every error this library throws. Switch on `code`, which is stable across
@@ -115,6 +119,68 @@ export class EventStoreDatabaseError extends EventStoreError {
     super('DATABASE_ERROR', message, { cause });
     const code = (cause as { code?: unknown } | null)?.code;
     this.sqlState = typeof code === 'string' ? code : undefined;
+  }
+}
+
+/**
+ * A command kept losing the race: every attempt's append condition failed because other writers
+ * changed the events its decision read. Nothing of this command was written. `cause` is the last
+ * {@link AppendConditionFailedError}.
+ */
+export class RetriesExhaustedError extends EventStoreError {
+  readonly attempts: number;
+
+  constructor(attempts: number, cause: AppendConditionFailedError) {
+    super('RETRIES_EXHAUSTED', `command gave up after ${attempts} attempts: each time, events its decision depends on were appended between its read and its append`, { cause });
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * A durable consumer stopped because its handler kept failing on one event. The checkpoint stays
+ * just before that event (it is never skipped); fix the handler and run the consumer again, or
+ * reset it. `cause` is the handler's last error.
+ */
+export class ConsumerFailedError extends EventStoreError {
+  readonly consumer: string;
+  /** Position of the event the handler failed on. */
+  readonly position: bigint;
+  readonly attempts: number;
+
+  constructor(consumer: string, position: bigint, attempts: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('CONSUMER_FAILED', `consumer "${consumer}" stopped: its handler failed ${attempts} time(s) on the event at position ${position}: ${reason}`, { cause });
+    this.consumer = consumer;
+    this.position = position;
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * A consumer's checkpoint is beyond the store's head: the store was restored from an older backup,
+ * or the consumer was pointed at another store. Nothing is processed; reset the consumer (and its
+ * read model) to rebuild.
+ */
+export class CheckpointAheadError extends EventStoreError {
+  readonly consumer: string;
+  readonly checkpoint: bigint;
+  readonly head: bigint;
+
+  constructor(consumer: string, checkpoint: bigint, head: bigint) {
+    super('CHECKPOINT_AHEAD', `consumer "${consumer}" has processed up to position ${checkpoint}, but the store's head is ${head}: the store lost events it had, or this is another store; reset the consumer to rebuild`);
+    this.consumer = consumer;
+    this.checkpoint = checkpoint;
+    this.head = head;
+  }
+}
+
+/** The operation needs a consumer that is not running (reset), but an instance holds its lease. */
+export class ConsumerRunningError extends EventStoreError {
+  readonly consumer: string;
+
+  constructor(consumer: string) {
+    super('CONSUMER_RUNNING', `consumer "${consumer}" is running (an instance holds its lease); stop it first`);
+    this.consumer = consumer;
   }
 }
 

@@ -13,6 +13,13 @@ import { Query } from './query.ts';
 import { quoteSchemaName } from './postgres/identifiers.ts';
 import { ensurePayloadIndex, migrate, schemaSql } from './postgres/migrate.ts';
 import { buildReadStatement } from './postgres/read-sql.ts';
+import { PostgresSnapshotStore } from './postgres/snapshot-store.ts';
+import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from './decisions/command-handler.ts';
+import type { StatesOf } from './decisions/decision-model.ts';
+import type { Projection } from './decisions/projection.ts';
+import type { SnapshotStore } from './decisions/snapshots.ts';
+import { HeadNotifier } from './postgres/notifier.ts';
+import { follow, validateSubscribeOptions, type FollowSource, type SubscribeOptions } from './subscriptions/follow.ts';
 
 export interface EventStoreOptions {
   /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
@@ -108,6 +115,8 @@ export class EventStore {
   readonly #connectionConfig: pg.PoolConfig;
   readonly #conditionScanLimit: number;
   readonly #statementNames = new Map<string, string>();
+  readonly #snapshots: PostgresSnapshotStore;
+  readonly #notifier: HeadNotifier;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -122,6 +131,8 @@ export class EventStore {
       maxEvents: options.maxBatchEvents ?? 10_000,
       ambiguousRetries: 2,
     });
+    this.#notifier = new HeadNotifier(connectionConfig, this.#quotedSchema);
+    this.#snapshots = new PostgresSnapshotStore(this.#quotedSchema, (operation, text, values, signal) => this.#query(operation, text, values, signal));
   }
 
   /**
@@ -289,6 +300,59 @@ export class EventStore {
     }
   }
 
+  /**
+   * Follows the log: every event matching `query` after `options.after`, then each one appended
+   * later, in position order, never skipping or repeating one. Wakes on a notification from each
+   * append (LISTEN/NOTIFY) and polls every `pollIntervalMs` in case one was lost; survives lost
+   * connections (it reads again once the server is back). Returned directly (not a promise); it
+   * ends when `signal` aborts, the loop breaks, or the store closes.
+   *
+   * @example
+   * const controller = new AbortController();
+   * for await (const event of store.subscribe(Query.of(QueryItem.types('OrderPlaced')), { signal: controller.signal })) {
+   *   await sendConfirmation(event);
+   * }
+   */
+  subscribe<Data = unknown>(query: Query, options: SubscribeOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+    this.#assertOpen();
+    return follow<Data>(this.#followSource(), query, validateSubscribeOptions(query, options));
+  }
+
+  /** What subscriptions and consumers read through. */
+  #followSource(): FollowSource {
+    const isClosed = (): boolean => this.#closed;
+    return {
+      read: (query, options) => this.read(query, options),
+      waitForAppend: (position, timeoutMs, signal) => this.#notifier.waitForAppend(position, timeoutMs, signal),
+      get closed() {
+        return isClosed();
+      },
+      isTransient: (error) => error instanceof EventStoreDatabaseError && isConnectionError(error.cause),
+    };
+  }
+
+  /**
+   * Runs a command handler: builds its decision model, decides, appends with the model's
+   * condition, and on a conflict reads and decides again (bounded, jittered backoff), then throws
+   * {@link RetriesExhaustedError}. Errors thrown by `decide` reach the caller unchanged.
+   *
+   * @example
+   * const { position } = await store.execute(subscribeStudentToCourse, { studentId: 's1', courseId: 'c1' });
+   */
+  execute<Command, Projections extends Record<string, Projection<any>>>(
+    handler: CommandHandler<Command, Projections>,
+    command: Command,
+    options?: ExecuteOptions,
+  ): Promise<ExecuteResult<StatesOf<Projections>>> {
+    this.#assertOpen();
+    return executeCommand(this, handler, command, options);
+  }
+
+  /** Snapshots of decision-model projections, in `<schema>.snapshots`. */
+  get snapshots(): SnapshotStore {
+    return this.#snapshots;
+  }
+
   /** The highest position in the store (0n when empty). */
   async head(options: { signal?: AbortSignal } = {}): Promise<bigint> {
     this.#assertOpen();
@@ -306,6 +370,7 @@ export class EventStore {
     // Every caller waits for the same drain, so a second close() cannot return early.
     this.#closing ??= (async () => {
       this.#closed = true;
+      await this.#notifier.close();
       await this.#batcher.drained();
       await this.#pool.end();
     })();

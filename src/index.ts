@@ -14,6 +14,10 @@ export {
   InvalidInputError,
   MigrationError,
   OperationAbortedError,
+  RetriesExhaustedError,
+  ConsumerFailedError,
+  CheckpointAheadError,
+  ConsumerRunningError,
   isAppendConditionFailedError,
   isEventStoreError,
 } from './errors.ts';
@@ -21,3 +25,12 @@ export type { EventStoreErrorCode } from './errors.ts';
 export { startEmbeddedPostgres } from './postgres/embedded.ts';
 export type { EmbeddedPostgresOptions, EmbeddedPostgresServer } from './postgres/embedded.ts';
 export { schemaSql } from './postgres/migrate.ts';
+export { defineProjection } from './decisions/projection.ts';
+export type { EventMap, Projection, ProjectionDefinition, ProjectionHandlers, SnapshotOptions } from './decisions/projection.ts';
+export { buildDecisionModel, mergeQueries } from './decisions/decision-model.ts';
+export type { BuildDecisionModelOptions, DecisionModel, DecisionModelSource, StatesOf } from './decisions/decision-model.ts';
+export { defineCommandHandler, executeCommand } from './decisions/command-handler.ts';
+export type { CommandHandler, CommandStore, ExecuteOptions, ExecuteResult } from './decisions/command-handler.ts';
+export type { Snapshot, SnapshotKey, SnapshotStore } from './decisions/snapshots.ts';
+export { eventMatchesQuery } from './query-match.ts';
+export type { MatchableEvent } from './query-match.ts';

@@ -11,53 +11,23 @@ import {
   type AppendCondition,
   type EventInput,
   type EventStore,
-  type QueryItemJSON,
   type QueryJSON,
   type ReadOptions,
   type SequencedEvent,
   type StreamOptions,
 } from '../../src/index.ts';
+import { queryMatcher } from '../../src/query-match.ts';
 import { connectToSchema, createTestStore, seededRandom, withClient } from '../helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
-// The in-memory matcher: the semantics of DCB.md, with PostgreSQL's jsonb `@>` for predicates.
+// The in-memory model: the library's own matcher (src/query-match.ts), which the in-memory store
+// and decision models use. Every comparison below checks it and PostgreSQL against each other.
 // ---------------------------------------------------------------------------------------------
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 function isObject(value: Json): value is { [key: string]: Json } {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function isContainer(value: Json): boolean {
-  return value !== null && typeof value === 'object';
-}
-
-/**
- * PostgreSQL's `left @> right` on jsonb: objects contain sub-objects recursively, arrays contain
- * arrays as sets (order and duplicates ignored, each right element contained in some left element
- * of the same kind), scalars are equal; and a top-level array contains a primitive that is one of
- * its elements (but a nested array does not).
- */
-function jsonContains(left: Json, right: Json): boolean {
-  if (Array.isArray(left) && !isContainer(right)) return left.some((element) => !isContainer(element) && element === right);
-  return containsNested(left, right);
-}
-
-function containsNested(left: Json, right: Json): boolean {
-  if (Array.isArray(right)) {
-    if (!Array.isArray(left)) return false;
-    return right.every((wanted) =>
-      isContainer(wanted)
-        ? left.some((element) => isContainer(element) && Array.isArray(element) === Array.isArray(wanted) && containsNested(element, wanted))
-        : left.some((element) => !isContainer(element) && element === wanted),
-    );
-  }
-  if (isObject(right)) {
-    if (!isObject(left)) return false;
-    return Object.keys(right).every((key) => Object.hasOwn(left, key) && containsNested(left[key]!, right[key]!));
-  }
-  return !isContainer(left) && left === right;
 }
 
 interface ModelEvent {
@@ -68,24 +38,9 @@ interface ModelEvent {
   occurredAt: Date;
 }
 
-function matchesItem(event: ModelEvent, item: QueryItemJSON): boolean {
-  if (item.types && !item.types.includes(event.type)) return false;
-  if (item.tags && !item.tags.every((tag) => event.tags.includes(tag))) return false;
-  if (item.anyPredicateOf && !item.anyPredicateOf.some((predicate) => jsonContains(event.data, predicate as Json))) return false;
-  if (item.allPredicatesOf && !item.allPredicatesOf.every((predicate) => jsonContains(event.data, predicate as Json))) return false;
-  return true;
-}
-
-function matchesQuery(event: ModelEvent, query: QueryJSON): boolean {
-  const time = event.occurredAt.getTime();
-  if (query.occurredFrom !== undefined && time < Date.parse(query.occurredFrom)) return false;
-  if (query.occurredUntil !== undefined && time > Date.parse(query.occurredUntil)) return false;
-  return query.items.length === 0 || query.items.some((item) => matchesItem(event, item));
-}
-
 function matchingPositions(model: readonly ModelEvent[], query: Query): bigint[] {
-  const json = query.toJSON();
-  return model.filter((event) => matchesQuery(event, json)).map((event) => event.position);
+  const matches = queryMatcher(query);
+  return model.filter((event) => matches(event)).map((event) => event.position);
 }
 
 interface Bounds {

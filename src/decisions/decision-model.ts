@@ -1,0 +1,159 @@
+import { InvalidInputError } from '../errors.ts';
+import { describe, type AppendCondition, type JsonValue, type SequencedEvent } from '../events.ts';
+import { Query, QueryItem } from '../query.ts';
+import { queryMatcher } from '../query-match.ts';
+import type { ReadOptions, ReadResult } from '../event-store.ts';
+import type { Projection } from './projection.ts';
+import { queryHash, type Snapshot, type SnapshotKey, type SnapshotStore } from './snapshots.ts';
+
+/** What a decision model needs from a store: `read` (and, for snapshots, a snapshot store). */
+export interface DecisionModelSource {
+  read<Data = unknown>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>>;
+  readonly snapshots?: SnapshotStore;
+}
+
+/** The state of each projection, by the names given to {@link buildDecisionModel}. */
+export type StatesOf<Projections extends Record<string, Projection<any>>> = {
+  [Name in keyof Projections]: Projections[Name] extends Projection<infer State> ? State : never;
+};
+
+export interface DecisionModel<States> {
+  state: States;
+  /**
+   * Append with this condition: it fails if any event any of the projections depends on was
+   * appended after the read.
+   */
+  appendCondition: AppendCondition & { after: bigint };
+}
+
+export interface BuildDecisionModelOptions {
+  signal?: AbortSignal;
+  /** Load and save snapshots of projections that declare `snapshot`. Default true when the store has a snapshot store. */
+  snapshots?: boolean;
+}
+
+/**
+ * Reads the events every projection needs with one query, folds each event into every projection
+ * it matches, and returns the states with the append condition that guards a decision made on
+ * them.
+ *
+ * @example
+ * const { state, appendCondition } = await buildDecisionModel(store, {
+ *   course: courseCapacity('c1'),
+ *   student: studentSubscriptions('s1'),
+ * });
+ * if (state.course.subscriptions >= state.course.capacity) throw new CourseFullError('c1');
+ * await store.append(subscribed('s1', 'c1'), appendCondition);
+ */
+export async function buildDecisionModel<Projections extends Record<string, Projection<any>>>(
+  store: DecisionModelSource,
+  projections: Projections,
+  options: BuildDecisionModelOptions = {},
+): Promise<DecisionModel<StatesOf<Projections>>> {
+  if (projections === null || typeof projections !== 'object') throw new InvalidInputError('projections', `must be an object of projections, got ${describe(projections)}`);
+  const entries = Object.entries(projections);
+  if (entries.length === 0) throw new InvalidInputError('projections', 'needs at least one projection');
+  for (const [name, projection] of entries) {
+    if (projection === null || typeof projection !== 'object' || !(projection.query instanceof Query) || typeof projection.apply !== 'function') {
+      throw new InvalidInputError(`projections.${name}`, `must be a projection made by defineProjection, got ${describe(projection)}`);
+    }
+  }
+  const query = mergeQueries(entries.map(([, projection]) => projection.query));
+  const snapshotStore = options.snapshots === false ? undefined : store.snapshots;
+  const snapshotKeys = new Map<string, SnapshotKey>();
+  const loaded = new Map<string, Snapshot>();
+  if (snapshotStore) {
+    await Promise.all(
+      entries.map(async ([name, projection]) => {
+        if (!projection.snapshot) return;
+        const key = { name: projection.snapshot.name, version: projection.snapshot.version, queryHash: queryHash(projection.query) };
+        snapshotKeys.set(name, key);
+        const snapshot = await snapshotStore.load(key, signalOption(options.signal));
+        if (snapshot) loaded.set(name, snapshot);
+      }),
+    );
+  }
+
+  // Events up to the oldest snapshot are folded into it already; every later event is read.
+  const readFrom = (): bigint =>
+    entries.reduce<bigint | undefined>((lowest, [name]) => {
+      const position = loaded.get(name)?.position ?? 0n;
+      return lowest === undefined || position < lowest ? position : lowest;
+    }, undefined) ?? 0n;
+  let result = await store.read(query, { after: readFrom(), ...signalOption(options.signal) });
+  // A snapshot beyond the head belongs to a store that has since lost events (restored from a
+  // backup): it is not valid here. Drop it and read again from where the others start.
+  const stale = [...loaded].filter(([, snapshot]) => snapshot.position > result.head);
+  if (stale.length > 0) {
+    for (const [name] of stale) loaded.delete(name);
+    result = await store.read(query, { after: readFrom(), ...signalOption(options.signal) });
+  }
+
+  const state: Record<string, unknown> = {};
+  const saves: Promise<void>[] = [];
+  for (const [name, projection] of entries) {
+    const snapshot = loaded.get(name);
+    const from = snapshot?.position ?? 0n;
+    let current: unknown = snapshot ? restore(projection, snapshot.state) : structuredClone(projection.initialState);
+    const matches = queryMatcher(projection.query);
+    let folded = 0;
+    for (const event of result.events as SequencedEvent[]) {
+      if (event.position <= from || !matches(event)) continue;
+      current = projection.apply(current, event);
+      folded += 1;
+    }
+    state[name] = current;
+    const key = snapshotKeys.get(name);
+    if (snapshotStore && key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
+      saves.push(snapshotStore.save(key, { position: result.head, state: serialize(projection, current, name) }, signalOption(options.signal)));
+    }
+  }
+  await Promise.all(saves);
+  return { state: state as StatesOf<Projections>, appendCondition: { failIfEventsMatch: query, after: result.head } };
+}
+
+/**
+ * One query matching every event any of `queries` matches: their items together (duplicates
+ * removed), or all events if one of them is `Query.all()`. Time bounds are kept only when all
+ * queries share them; otherwise the merged query reads (and guards) a superset, and each
+ * projection still only folds the events its own query matches.
+ */
+export function mergeQueries(queries: readonly Query[]): Query {
+  if (queries.length === 0) throw new InvalidInputError('queries', 'needs at least one query');
+  const first = queries[0]!.toJSON();
+  const sameBounds = queries.every((query) => {
+    const json = query.toJSON();
+    return json.occurredFrom === first.occurredFrom && json.occurredUntil === first.occurredUntil;
+  });
+  let merged: Query;
+  if (queries.some((query) => query.isAll)) {
+    merged = Query.all();
+  } else {
+    const items = new Map<string, QueryItem>();
+    for (const query of queries) for (const item of query.items) items.set(JSON.stringify(item.toJSON()), item);
+    merged = Query.of(...items.values());
+  }
+  if (sameBounds && first.occurredFrom !== undefined) merged = merged.occurredFrom(new Date(first.occurredFrom));
+  if (sameBounds && first.occurredUntil !== undefined) merged = merged.occurredUntil(new Date(first.occurredUntil));
+  return merged;
+}
+
+function restore(projection: Projection<unknown>, json: JsonValue): unknown {
+  return projection.snapshot?.deserialize ? projection.snapshot.deserialize(json) : json;
+}
+
+function serialize(projection: Projection<unknown>, state: unknown, name: string): JsonValue {
+  const json = projection.snapshot?.serialize ? projection.snapshot.serialize(state) : state;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(json);
+  } catch (error) {
+    throw new InvalidInputError(`projections.${name}.snapshot`, `state is not JSON (give snapshot.serialize/deserialize): ${(error as Error).message}`);
+  }
+  if (text === undefined) throw new InvalidInputError(`projections.${name}.snapshot`, 'state serializes to nothing (give snapshot.serialize/deserialize)');
+  return JSON.parse(text) as JsonValue;
+}
+
+function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
+}

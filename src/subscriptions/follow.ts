@@ -1,0 +1,105 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventStoreClosedError, InvalidInputError, OperationAbortedError } from '../errors.ts';
+import { describe, validatePosition, type SequencedEvent } from '../events.ts';
+import type { ReadOptions, ReadResult } from '../event-store.ts';
+import { Query } from '../query.ts';
+
+export interface SubscribeOptions {
+  /** Start after this position (exclusive). Default 0n: from the first event. */
+  after?: bigint;
+  /** Ends the subscription: the iteration finishes (without an error) promptly after it fires. */
+  signal?: AbortSignal;
+  /** Events fetched per round trip while catching up. Default 1000. */
+  batchSize?: number;
+  /**
+   * Longest wait for new events without a wake-up notification, in ms. Notifications make the
+   * subscription react at once; the poll covers notifications lost while reconnecting. Default 1000.
+   */
+  pollIntervalMs?: number;
+}
+
+/** What a subscription needs from a store. */
+export interface FollowSource {
+  read<Data>(query: Query, options: ReadOptions): Promise<ReadResult<Data>>;
+  /**
+   * Resolves once an append may have moved the head beyond `position`, after `timeoutMs`, or when
+   * `signal` aborts or the store closes, whichever is first. Never rejects.
+   */
+  waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  readonly closed: boolean;
+  /** Errors after which reading again may succeed (connection lost, server restarting). */
+  isTransient(error: unknown): boolean;
+}
+
+export interface ValidatedSubscribeOptions {
+  after: bigint;
+  batchSize: number;
+  pollIntervalMs: number;
+  signal: AbortSignal | undefined;
+}
+
+export function validateSubscribeOptions(query: unknown, options: SubscribeOptions): ValidatedSubscribeOptions {
+  if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
+  if (options === null || typeof options !== 'object') throw new InvalidInputError('options', `must be an object, got ${describe(options)}`);
+  const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+  const batchSize = options.batchSize ?? 1000;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
+  const pollIntervalMs = options.pollIntervalMs ?? 1000;
+  if (typeof pollIntervalMs !== 'number' || !Number.isFinite(pollIntervalMs) || pollIntervalMs < 1) {
+    throw new InvalidInputError('pollIntervalMs', `must be a positive number, got ${describe(pollIntervalMs)}`);
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidInputError('signal', `must be an AbortSignal, got ${describe(options.signal)}`);
+  return { after, batchSize, pollIntervalMs, signal: options.signal };
+}
+
+/**
+ * The events matching `query` after `options.after`, then every matching event appended later, in
+ * position order, each once. Ends when the signal aborts or the store closes.
+ *
+ * Why nothing is skipped: a read returns the events up to its head from one snapshot, and every
+ * event at or below that head is already visible (positions are assigned under the append lock,
+ * in commit order). So after a read that returned fewer than `batchSize` events, everything
+ * matching up to the head has been seen and the cursor may jump to the head; the next read asks
+ * only for later positions. Why nothing repeats: the cursor only moves forward, and each read
+ * asks for positions above it.
+ */
+export async function* follow<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+  const outer = options.signal;
+  // One controller for this subscription: aborted by the caller's signal, and by return() (a
+  // `break` in for-await) so that a pending wait ends.
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) return;
+  outer?.addEventListener('abort', onAbort, { once: true });
+  const signal = controller.signal;
+  let cursor = options.after;
+  let failures = 0;
+  try {
+    while (!signal.aborted && !source.closed) {
+      let result: ReadResult<Data>;
+      try {
+        result = await source.read<Data>(query, { after: cursor, limit: options.batchSize, signal });
+        failures = 0;
+      } catch (error) {
+        if (signal.aborted || error instanceof OperationAbortedError || error instanceof EventStoreClosedError) return;
+        if (!source.isTransient(error)) throw error;
+        // Connection lost or server restarting: try again, backing off up to the poll interval.
+        failures += 1;
+        await sleep(Math.min(options.pollIntervalMs, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2), undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      for (const event of result.events) {
+        if (event.position <= cursor) continue; // cannot happen; keeps the order promise local
+        yield event;
+        cursor = event.position;
+        if (signal.aborted) return;
+      }
+      if (result.events.length === options.batchSize) continue;
+      if (result.head > cursor) cursor = result.head;
+      await source.waitForAppend(cursor, options.pollIntervalMs, signal);
+    }
+  } finally {
+    outer?.removeEventListener('abort', onAbort);
+    controller.abort();
+  }
+}
