@@ -8,10 +8,11 @@ import {
   InvalidInputError,
   OperationAbortedError,
 } from './errors.ts';
-import { describe, normalizeEvent, validatePosition, type AppendCondition, type EventInput, type SequencedEvent } from './events.ts';
+import { describe, type AppendCondition, type EventInput, type SequencedEvent } from './events.ts';
 import { Query } from './query.ts';
 import { quoteSchemaName } from './postgres/identifiers.ts';
 import { ensurePayloadIndex, migrate, schemaSql } from './postgres/migrate.ts';
+import { prepareAppend, streamPages, validateRead } from './operation-input.ts';
 import { buildReadStatement } from './postgres/read-sql.ts';
 import { PostgresSnapshotStore } from './postgres/snapshot-store.ts';
 import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from './decisions/command-handler.ts';
@@ -202,25 +203,11 @@ export class EventStore {
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
     this.#assertOpen();
     const signal = options.signal;
-    if (signal?.aborted) throw new OperationAbortedError('append', signal.reason);
-    const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
-    if (list.length === 0) throw new InvalidInputError('events', 'needs at least one event');
-    const now = new Date();
-    const normalized = list.map((event, index) => normalizeEvent(event, `events[${index}]`, now));
-    const ids = new Set<string>();
-    normalized.forEach((event, index) => {
-      if (ids.has(event.id)) throw new InvalidInputError(`events[${index}].id`, `repeats id ${event.id} within the same append`);
-      ids.add(event.id);
-    });
-    let internalCondition: PendingAppend['condition'] = null;
-    if (condition !== undefined) {
-      if (condition === null || typeof condition !== 'object') throw new InvalidInputError('condition', `must be an object, got ${describe(condition)}`);
-      if (!(condition.failIfEventsMatch instanceof Query)) {
-        throw new InvalidInputError('condition.failIfEventsMatch', `must be a Query, got ${describe(condition.failIfEventsMatch)}`);
-      }
-      const after = condition.after === undefined ? null : validatePosition(condition.after, 'condition.after').toString();
-      internalCondition = { query: condition.failIfEventsMatch.toInternal(), after };
-    }
+    const prepared = prepareAppend(events, condition, signal);
+    const internalCondition: PendingAppend['condition'] = condition === undefined
+      ? null
+      : { query: condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() };
+    const normalized = prepared.events;
     const position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal });
     return { position };
   }
@@ -235,12 +222,8 @@ export class EventStore {
    */
   async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
     this.#assertOpen();
-    if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
-    const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
-    const limit = options.limit;
-    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new InvalidInputError('limit', `must be a positive integer, got ${describe(limit)}`);
-    if (options.backwards !== undefined && typeof options.backwards !== 'boolean') throw new InvalidInputError('backwards', `must be a boolean, got ${describe(options.backwards)}`);
-    const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards: options.backwards ?? false });
+    const { after, limit, backwards } = validateRead(query, options);
+    const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards });
     const rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, this.#statementName(statement.text));
     const head = BigInt(rows[0]!.head);
     const events: SequencedEvent<Data>[] = [];
@@ -270,34 +253,7 @@ export class EventStore {
    */
   async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
     this.#assertOpen();
-    if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
-    const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
-    const batchSize = options.batchSize ?? 1000;
-    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
-    const page = (from: bigint): Promise<ReadResult<Data>> => {
-      const readOptions: ReadOptions = { after: from, limit: batchSize };
-      if (options.signal) readOptions.signal = options.signal;
-      const fetching = this.read<Data>(query, readOptions);
-      // It may fail while the caller is still busy with the previous page: handled here, thrown
-      // when awaited.
-      fetching.catch(() => undefined);
-      return fetching;
-    };
-    // The next page is fetched while the caller works through this one. A caller that stops
-    // early leaves it unawaited, which is safe: its failure is already handled in page().
-    let next: Promise<ReadResult<Data>> | undefined = page(after);
-    let end: bigint | undefined;
-    while (next) {
-      const { events, head } = await next;
-      next = undefined;
-      end ??= head;
-      const last = events.at(-1);
-      if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
-      for (const event of events) {
-        if (event.position > end) return;
-        yield event;
-      }
-    }
+    yield* streamPages<Data>((from, limit, signal) => this.read<Data>(query, { after: from, limit, ...(signal && { signal }) }), query, options);
   }
 
   /**

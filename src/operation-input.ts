@@ -1,0 +1,88 @@
+// Validation of append and read input, shared by the PostgreSQL and the in-memory store so that
+// both reject exactly the same things with the same errors.
+import { InvalidInputError, OperationAbortedError } from './errors.ts';
+import { describe, normalizeEvent, validatePosition, type AppendCondition, type EventInput, type NormalizedEvent } from './events.ts';
+import { Query } from './query.ts';
+import type { ReadResult, StreamOptions } from './event-store.ts';
+import type { SequencedEvent } from './events.ts';
+
+export interface PreparedAppend {
+  events: NormalizedEvent[];
+  condition: AppendCondition | undefined;
+  /** The condition's `after`, validated; undefined without condition or without `after`. */
+  after: bigint | undefined;
+}
+
+export function prepareAppend(events: EventInput | readonly EventInput[], condition: AppendCondition | undefined, signal: AbortSignal | undefined): PreparedAppend {
+  if (signal?.aborted) throw new OperationAbortedError('append', signal.reason);
+  const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
+  if (list.length === 0) throw new InvalidInputError('events', 'needs at least one event');
+  const now = new Date();
+  const normalized = list.map((event, index) => normalizeEvent(event, `events[${index}]`, now));
+  const ids = new Set<string>();
+  normalized.forEach((event, index) => {
+    if (ids.has(event.id)) throw new InvalidInputError(`events[${index}].id`, `repeats id ${event.id} within the same append`);
+    ids.add(event.id);
+  });
+  let after: bigint | undefined;
+  if (condition !== undefined) {
+    if (condition === null || typeof condition !== 'object') throw new InvalidInputError('condition', `must be an object, got ${describe(condition)}`);
+    if (!(condition.failIfEventsMatch instanceof Query)) {
+      throw new InvalidInputError('condition.failIfEventsMatch', `must be a Query, got ${describe(condition.failIfEventsMatch)}`);
+    }
+    after = condition.after === undefined ? undefined : validatePosition(condition.after, 'condition.after');
+  }
+  return { events: normalized, condition, after };
+}
+
+export interface ValidatedRead {
+  after: bigint;
+  limit: number | undefined;
+  backwards: boolean;
+}
+
+export function validateRead(query: unknown, options: { after?: bigint; limit?: number; backwards?: boolean }): ValidatedRead {
+  if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
+  const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+  const limit = options.limit;
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new InvalidInputError('limit', `must be a positive integer, got ${describe(limit)}`);
+  if (options.backwards !== undefined && typeof options.backwards !== 'boolean') throw new InvalidInputError('backwards', `must be a boolean, got ${describe(options.backwards)}`);
+  return { after, limit, backwards: options.backwards ?? false };
+}
+
+/**
+ * `stream()` on top of a paged read: validates like `stream()`, fetches the next page while the
+ * caller works through this one, and ends at the head the first page saw.
+ */
+export async function* streamPages<Data>(
+  readPage: (after: bigint, limit: number, signal: AbortSignal | undefined) => Promise<ReadResult<Data>>,
+  query: unknown,
+  options: StreamOptions,
+): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+  if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
+  const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+  const batchSize = options.batchSize ?? 1000;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
+  const page = (from: bigint): Promise<ReadResult<Data>> => {
+    const fetching = readPage(from, batchSize, options.signal);
+    // It may fail while the caller is still busy with the previous page: handled here, thrown
+    // when awaited.
+    fetching.catch(() => undefined);
+    return fetching;
+  };
+  // A caller that stops early leaves the prefetched page unawaited, which is safe: its failure is
+  // already handled in page().
+  let next: Promise<ReadResult<Data>> | undefined = page(after);
+  let end: bigint | undefined;
+  while (next) {
+    const { events, head } = await next;
+    next = undefined;
+    end ??= head;
+    const last = events.at(-1);
+    if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
+    for (const event of events) {
+      if (event.position > end) return;
+      yield event;
+    }
+  }
+}

@@ -1,0 +1,194 @@
+import { isDeepStrictEqual } from 'node:util';
+import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from '../decisions/command-handler.ts';
+import type { StatesOf } from '../decisions/decision-model.ts';
+import type { Projection } from '../decisions/projection.ts';
+import type { Snapshot, SnapshotKey, SnapshotStore } from '../decisions/snapshots.ts';
+import { AppendConditionFailedError, DuplicateEventIdError, EventStoreClosedError, OperationAbortedError } from '../errors.ts';
+import type { AppendOptions, AppendResult, ReadOptions, ReadResult, StreamOptions } from '../event-store.ts';
+import type { AppendCondition, EventInput, JsonValue, SequencedEvent } from '../events.ts';
+import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
+import type { Query } from '../query.ts';
+import { queryMatcher } from '../query-match.ts';
+import { follow, validateSubscribeOptions, type SubscribeOptions } from '../subscriptions/follow.ts';
+
+/**
+ * An event store in memory with the PostgreSQL store's interface and semantics (`append`, `read`,
+ * `stream`, `subscribe`, `head`, `execute`, snapshots): the same validation and errors, gap-free
+ * positions, conditions, idempotent retries by event id. For unit tests and prototypes; one shared
+ * contract test suite runs against both stores. Not durable, one process only.
+ *
+ * @example
+ * const store = new InMemoryEventStore();
+ * await store.append({ type: 'CourseDefined', tags: ['course:c1'], data: { capacity: 10 } });
+ */
+export class InMemoryEventStore {
+  readonly #events: SequencedEvent[] = [];
+  readonly #positionsById = new Map<string, bigint>();
+  readonly #waiters = new Set<() => void>();
+  readonly #snapshots = new InMemorySnapshotStore(() => this.#head());
+  #closed = false;
+
+  async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
+    this.#assertOpen();
+    const prepared = prepareAppend(events, condition, options.signal);
+    await Promise.resolve(); // an append is asynchronous, as in the real store
+    if (options.signal?.aborted) throw new OperationAbortedError('append', options.signal.reason);
+    this.#assertOpen();
+    // Data and metadata are stored as JSON, as PostgreSQL stores them (undefined properties
+    // dropped, toJSON applied), so that reads return what the real store returns.
+    const stored = prepared.events.map((event) => ({
+      id: event.id,
+      type: event.type,
+      tags: event.tags,
+      data: jsonCopy(event.data) ?? null,
+      metadata: jsonCopy(event.metadata) as Record<string, unknown>,
+      occurredAt: new Date(event.occurred_at),
+    }));
+
+    const existing = stored.map((event) => this.#positionsById.get(event.id));
+    if (existing.some((position) => position !== undefined)) {
+      const same = existing.every((position, index) => {
+        if (position === undefined) return false;
+        const original = this.#events[Number(position) - 1]!;
+        const event = stored[index]!;
+        return original.type === event.type && isDeepStrictEqual(original.tags, event.tags) && isDeepStrictEqual(original.data, event.data) && isDeepStrictEqual(original.metadata, event.metadata);
+      });
+      const last = existing.reduce<bigint>((max, position) => (position !== undefined && position > max ? position : max), 0n);
+      if (same) return { position: last };
+      throw new DuplicateEventIdError(stored.filter((_, index) => existing[index] !== undefined).map((event) => event.id), last);
+    }
+
+    if (prepared.condition) {
+      const matches = queryMatcher(prepared.condition.failIfEventsMatch);
+      const after = prepared.after ?? 0n;
+      const conflict = this.#events.find((event) => event.position > after && matches(event));
+      if (conflict) throw new AppendConditionFailedError(prepared.condition, conflict.position);
+    }
+
+    const recordedAt = new Date();
+    for (const event of stored) {
+      const position = BigInt(this.#events.length + 1);
+      this.#events.push({ position, ...event, recordedAt });
+      this.#positionsById.set(event.id, position);
+    }
+    for (const wake of [...this.#waiters]) wake();
+    return { position: this.#head() };
+  }
+
+  async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
+    this.#assertOpen();
+    const { after, limit, backwards } = validateRead(query, options);
+    if (options.signal?.aborted) throw new OperationAbortedError('read', options.signal.reason);
+    await Promise.resolve();
+    const matches = queryMatcher(query);
+    const head = this.#head();
+    let events = this.#events.filter((event) => event.position > after && matches(event));
+    if (backwards) events.reverse();
+    if (limit !== undefined) events = events.slice(0, limit);
+    // Copies: a caller changing what it read must not change the store.
+    return { events: events.map((event) => structuredClone(event) as SequencedEvent<Data>), head };
+  }
+
+  async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+    this.#assertOpen();
+    yield* streamPages<Data>((from, limit, signal) => this.read<Data>(query, { after: from, limit, ...(signal && { signal }) }), query, options);
+  }
+
+  subscribe<Data = unknown>(query: Query, options: SubscribeOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+    this.#assertOpen();
+    const isClosed = (): boolean => this.#closed;
+    return follow<Data>(
+      {
+        read: (readQuery, readOptions) => this.read(readQuery, readOptions),
+        waitForAppend: (position, timeoutMs, signal) => this.#waitForAppend(position, timeoutMs, signal),
+        get closed() {
+          return isClosed();
+        },
+        isTransient: () => false,
+      },
+      query,
+      validateSubscribeOptions(query, options),
+    );
+  }
+
+  async head(options: { signal?: AbortSignal } = {}): Promise<bigint> {
+    this.#assertOpen();
+    if (options.signal?.aborted) throw new OperationAbortedError('head', options.signal.reason);
+    return this.#head();
+  }
+
+  execute<Command, Projections extends Record<string, Projection<any>>>(
+    handler: CommandHandler<Command, Projections>,
+    command: Command,
+    options?: ExecuteOptions,
+  ): Promise<ExecuteResult<StatesOf<Projections>>> {
+    this.#assertOpen();
+    return executeCommand(this, handler, command, options);
+  }
+
+  get snapshots(): SnapshotStore {
+    return this.#snapshots;
+  }
+
+  /** Every event, in order (copies). Handy in assertions. */
+  get events(): readonly SequencedEvent[] {
+    return this.#events.map((event) => structuredClone(event));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  #head(): bigint {
+    return BigInt(this.#events.length);
+  }
+
+  #waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.#closed || signal.aborted || this.#head() > position) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal.addEventListener('abort', done, { once: true });
+      this.#waiters.add(done);
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new EventStoreClosedError();
+  }
+}
+
+class InMemorySnapshotStore implements SnapshotStore {
+  readonly #snapshots = new Map<string, Snapshot>();
+  readonly #head: () => bigint;
+
+  constructor(head: () => bigint) {
+    this.#head = head;
+  }
+
+  async load(key: SnapshotKey): Promise<Snapshot | undefined> {
+    const snapshot = this.#snapshots.get(mapKey(key));
+    return snapshot && { position: snapshot.position, state: structuredClone(snapshot.state) };
+  }
+
+  async save(key: SnapshotKey, snapshot: Snapshot): Promise<void> {
+    const existing = this.#snapshots.get(mapKey(key));
+    if (existing && existing.position >= snapshot.position && existing.position <= this.#head()) return;
+    this.#snapshots.set(mapKey(key), { position: snapshot.position, state: jsonCopy(snapshot.state) as JsonValue });
+  }
+}
+
+function mapKey(key: SnapshotKey): string {
+  return JSON.stringify([key.name, key.version, key.queryHash]);
+}
+
+function jsonCopy(value: unknown): unknown {
+  const text = JSON.stringify(value);
+  return text === undefined ? undefined : JSON.parse(text);
+}
