@@ -20,6 +20,7 @@ import type { StatesOf } from './decisions/decision-model.ts';
 import type { Projection } from './decisions/projection.ts';
 import type { SnapshotStore } from './decisions/snapshots.ts';
 import { HeadNotifier } from './postgres/notifier.ts';
+import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
 import { follow, validateSubscribeOptions, type FollowSource, type SubscribeOptions } from './subscriptions/follow.ts';
 
 export interface EventStoreOptions {
@@ -284,6 +285,58 @@ export class EventStore {
         return isClosed();
       },
       isTransient: (error) => error instanceof EventStoreDatabaseError && isConnectionError(error.cause),
+    };
+  }
+
+  /**
+   * A durable consumer named `name`: processes every event matching `options.query` in position
+   * order, with its checkpoint in `<schema>.consumers`, one running instance per name (others wait
+   * as standbys), retrying a failing event and then stopping with the error visible. Start it with
+   * `consumer.run({ signal })`.
+   *
+   * @example
+   * const consumer = store.consumer('course-list', {
+   *   query: Query.of(QueryItem.types('CourseDefined')),
+   *   handle: async (event, { transaction }) => {
+   *     await transaction.query('INSERT INTO course_list (id) VALUES ($1)', [event.data.courseId]);
+   *   },
+   * });
+   * await consumer.run({ signal: controller.signal });
+   */
+  consumer<Data = unknown>(name: string, options: ConsumerOptions<Data>): Consumer<Data> {
+    this.#assertOpen();
+    return new Consumer<Data>(this.#consumerHost(), name, options);
+  }
+
+  /** Checkpoint, lag, lease and last error of the consumer `name` (running anywhere, or not at all). */
+  consumerStatus(name: string, options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
+    this.#assertOpen();
+    return consumerStatus(this.#consumerHost(), name, options);
+  }
+
+  /**
+   * Moves the checkpoint of consumer `name` (default: to 0n, to rebuild its read model; pass
+   * `onReset` to empty the read model in the same transaction) and clears its failure. Throws
+   * ConsumerRunningError while an instance holds the consumer's lease.
+   */
+  resetConsumer(name: string, options: ResetConsumerOptions = {}): Promise<void> {
+    this.#assertOpen();
+    return resetConsumer(this.#consumerHost(), name, options);
+  }
+
+  #consumerHost(): ConsumerHost {
+    const isClosed = (): boolean => this.#closed;
+    return {
+      schema: this.#schema,
+      quotedSchema: this.#quotedSchema,
+      connectionConfig: this.#connectionConfig,
+      read: (query, options) => this.read(query, options),
+      head: (options) => this.head(options),
+      waitForAppend: (position, timeoutMs, signal) => this.#notifier.waitForAppend(position, timeoutMs, signal),
+      get closed() {
+        return isClosed();
+      },
+      isConnectionError: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
     };
   }
 

@@ -34,3 +34,5 @@ export type { CommandHandler, CommandStore, ExecuteOptions, ExecuteResult } from
 export type { Snapshot, SnapshotKey, SnapshotStore } from './decisions/snapshots.ts';
 export { eventMatchesQuery } from './query-match.ts';
 export type { MatchableEvent } from './query-match.ts';
+export type { SubscribeOptions } from './subscriptions/follow.ts';
+export type { Consumer, ConsumerContext, ConsumerOptions, ConsumerStatus, ConsumerTransaction, ResetConsumerOptions } from './consumers/consumer.ts';

@@ -1,0 +1,457 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import {
+  CheckpointAheadError,
+  ConsumerFailedError,
+  ConsumerRunningError,
+  EventStoreClosedError,
+  EventStoreDatabaseError,
+  EventStoreError,
+  InvalidInputError,
+  OperationAbortedError,
+} from '../errors.ts';
+import { describe, validatePosition, type SequencedEvent } from '../events.ts';
+import type { ReadOptions, ReadResult } from '../event-store.ts';
+import { Query } from '../query.ts';
+
+/** The consumer's transaction: run the read model's writes here to apply them exactly once. */
+export interface ConsumerTransaction {
+  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<Row>>;
+}
+
+export interface ConsumerContext {
+  /**
+   * The open transaction that also moves the checkpoint past this event. Writes made through it
+   * commit together with the checkpoint, or not at all. Do not COMMIT or ROLLBACK it yourself.
+   */
+  transaction: ConsumerTransaction;
+  /** Which attempt at this event this is: 1, then 2, ... up to `maxAttempts`. */
+  attempt: number;
+  /** Aborted when the consumer is asked to stop; the current batch still commits if it can. */
+  signal: AbortSignal;
+}
+
+export interface ConsumerOptions<Data = unknown> {
+  /** The events to process. */
+  query: Query;
+  /** Processes one event. Throw to retry it (see `maxAttempts`). */
+  handle: (event: SequencedEvent<Data>, context: ConsumerContext) => Promise<void> | void;
+  /** Events per transaction. Default 100. */
+  batchSize?: number;
+  /** Attempts at one failing event before the consumer stops with ConsumerFailedError. Default 5. */
+  maxAttempts?: number;
+  /** Wait before the second attempt; doubles each time, up to 30 s. Default 100 ms. */
+  retryDelayMs?: number;
+  /** Longest wait for new events without a wake-up notification. Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** How often a standby instance tries to take the lease over. Default 1000 ms. */
+  takeoverIntervalMs?: number;
+  /** Shown in the status as the lease holder. Default `<hostname>:<pid>:<random>`. */
+  instanceId?: string;
+}
+
+export interface ConsumerStatus {
+  name: string;
+  /** Every matching event up to here is processed. */
+  position: bigint;
+  head: bigint;
+  /** Positions between the checkpoint and the head (an upper bound on the unprocessed matching events). */
+  lag: bigint;
+  /** `running`: an instance holds the lease now. `failed`: it stopped on `lastError`. `idle`: neither. */
+  state: 'idle' | 'running' | 'failed';
+  /** The lease holder's `instanceId` (or the last one's). */
+  owner: string | null;
+  /** Position of the event the handler failed on, while `failed`. */
+  failedPosition: bigint | null;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  updatedAt: Date | null;
+}
+
+/** What a consumer needs from its store. */
+export interface ConsumerHost {
+  schema: string;
+  quotedSchema: string;
+  connectionConfig: pg.ClientConfig;
+  read<Data>(query: Query, options: ReadOptions): Promise<ReadResult<Data>>;
+  head(options?: { signal?: AbortSignal }): Promise<bigint>;
+  waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  readonly closed: boolean;
+  isConnectionError(error: unknown): boolean;
+}
+
+/** The lease holder lost its connection (and with it the lease): start over. */
+class LeaseLostError extends Error {}
+
+/** Asked to stop while waiting to retry an event: leave it for the next run. */
+class StopRequested extends Error {}
+
+/**
+ * A named, durable consumer of the log: processes every matching event once, in position order,
+ * and stores its checkpoint in `<schema>.consumers`. Create it with `store.consumer(name, ...)`.
+ *
+ * Guarantees:
+ * - At-least-once delivery; exactly-once effects for writes made through `context.transaction`,
+ *   which also moves the checkpoint.
+ * - One instance at a time per name: the lease is a PostgreSQL advisory lock held by the session
+ *   that runs the transactions, so it ends with that session (process death, lost connection)
+ *   and a standby takes over within `takeoverIntervalMs`.
+ * - A failing event is retried `maxAttempts` times, then the consumer stops with the error in its
+ *   status; the checkpoint stays before the event, which is never skipped.
+ */
+export class Consumer<Data = unknown> {
+  readonly name: string;
+  readonly #host: ConsumerHost;
+  readonly #query: Query;
+  readonly #handle: ConsumerOptions<Data>['handle'];
+  readonly #batchSize: number;
+  readonly #maxAttempts: number;
+  readonly #retryDelayMs: number;
+  readonly #pollIntervalMs: number;
+  readonly #takeoverIntervalMs: number;
+  readonly #instanceId: string;
+  #running = false;
+
+  /** @internal use `store.consumer(name, options)` */
+  constructor(host: ConsumerHost, name: string, options: ConsumerOptions<Data>) {
+    validateConsumerName(name);
+    if (options === null || typeof options !== 'object') throw new InvalidInputError('options', `must be an object, got ${describe(options)}`);
+    if (!(options.query instanceof Query)) throw new InvalidInputError('options.query', `must be a Query, got ${describe(options.query)}`);
+    if (typeof options.handle !== 'function') throw new InvalidInputError('options.handle', `must be a function, got ${describe(options.handle)}`);
+    this.name = name;
+    this.#host = host;
+    this.#query = options.query;
+    this.#handle = options.handle;
+    this.#batchSize = positiveInteger(options.batchSize, 100, 'options.batchSize');
+    this.#maxAttempts = positiveInteger(options.maxAttempts, 5, 'options.maxAttempts');
+    this.#retryDelayMs = nonNegativeNumber(options.retryDelayMs, 100, 'options.retryDelayMs');
+    this.#pollIntervalMs = positiveInteger(options.pollIntervalMs, 1000, 'options.pollIntervalMs');
+    this.#takeoverIntervalMs = positiveInteger(options.takeoverIntervalMs, 1000, 'options.takeoverIntervalMs');
+    if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) {
+      throw new InvalidInputError('options.instanceId', `must be a non-empty string, got ${describe(options.instanceId)}`);
+    }
+    this.#instanceId = options.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  }
+
+  /**
+   * Runs until `signal` aborts or the store closes (then resolves), or until the consumer fails
+   * (then rejects with ConsumerFailedError, CheckpointAheadError or a database error that is not
+   * a lost connection). While another instance holds the lease, waits as a standby. Lost
+   * connections are retried forever, with backoff.
+   *
+   * @example
+   * const controller = new AbortController();
+   * const consumer = store.consumer('course-list', {
+   *   query: Query.of(QueryItem.types('CourseDefined', 'CourseRenamed')),
+   *   handle: async (event, { transaction }) => {
+   *     await transaction.query('INSERT INTO course_list (id, title) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET title = $2',
+   *       [event.data.courseId, event.data.title]);
+   *   },
+   * });
+   * const running = consumer.run({ signal: controller.signal });
+   */
+  async run(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#running) throw new InvalidInputError('run', `consumer "${this.name}" is already running in this Consumer object`);
+    if (this.#host.closed) throw new EventStoreClosedError();
+    this.#running = true;
+    const signal = options.signal ?? new AbortController().signal;
+    let failures = 0;
+    try {
+      while (!signal.aborted && !this.#host.closed) {
+        const session = await this.#openSession().catch((error: unknown) => {
+          if (this.#host.isConnectionError(error)) return undefined;
+          throw error;
+        });
+        if (!session) {
+          failures += 1;
+          await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
+          continue;
+        }
+        try {
+          const leased = await session.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [this.#host.schema, this.name]);
+          failures = 0;
+          if (!leased.rows[0]!.leased) {
+            await sleep(this.#takeoverIntervalMs, undefined, { signal }).catch(() => undefined);
+            continue;
+          }
+          await this.#runWithLease(session, signal);
+        } catch (error) {
+          if (error instanceof StopRequested) return;
+          if (!(error instanceof LeaseLostError) && !this.#host.isConnectionError(error)) throw error;
+          failures += 1;
+          await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
+        } finally {
+          await session.end().catch(() => undefined);
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** The checkpoint, lag, lease and last error. */
+  status(options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
+    return consumerStatus(this.#host, this.name, options);
+  }
+
+  async #openSession(): Promise<pg.Client> {
+    const client = new pg.Client(this.#host.connectionConfig);
+    client.on('error', () => undefined); // surfaces as a failed query, handled there
+    await client.connect();
+    // Let the server notice a vanished lease holder (machine gone, no FIN) within about a minute
+    // on TCP connections, so that a standby can take over.
+    await client.query('SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3');
+    return client;
+  }
+
+  async #runWithLease(session: pg.Client, signal: AbortSignal): Promise<void> {
+    const table = `${this.#host.quotedSchema}.consumers`;
+    await session.query(`INSERT INTO ${table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [this.name]);
+    const { rows } = await session.query<{ position: string }>(
+      `UPDATE ${table} SET owner = $2, status = CASE WHEN status = 'failed' THEN status ELSE 'running' END, updated_at = now() WHERE name = $1 RETURNING position`,
+      [this.name, this.#instanceId],
+    );
+    let checkpoint = BigInt(rows[0]!.position);
+    const head = await this.#host.head();
+    if (checkpoint > head) {
+      const error = new CheckpointAheadError(this.name, checkpoint, head);
+      await this.#recordFailure(session, checkpoint + 1n, error);
+      throw error;
+    }
+    let cursor = checkpoint; // read up to here; checkpoint <= cursor
+    let lastIdleSave = 0;
+    try {
+      while (!signal.aborted && !this.#host.closed) {
+        let result: ReadResult<Data>;
+        try {
+          result = await this.#host.read<Data>(this.#query, { after: cursor, limit: this.#batchSize, signal });
+        } catch (error) {
+          if (signal.aborted || error instanceof OperationAbortedError || error instanceof EventStoreClosedError) return;
+          throw error;
+        }
+        if (result.events.length > 0) {
+          checkpoint = await this.#processBatch(session, result.events, checkpoint, signal);
+          cursor = checkpoint;
+          // Only a page read to its end (and fully processed) says nothing more is there up to the head.
+          if (result.events.length === this.#batchSize || checkpoint !== result.events.at(-1)!.position) continue;
+        }
+        if (result.head > cursor) cursor = result.head;
+        // Nothing matching up to the head: move the checkpoint there now and then, so that the
+        // lag shows the truth and a restart does not re-read what holds nothing for us.
+        if (cursor > checkpoint && Date.now() - lastIdleSave >= this.#pollIntervalMs) {
+          await this.#moveCheckpoint(session, checkpoint, cursor);
+          checkpoint = cursor;
+          lastIdleSave = Date.now();
+        }
+        await this.#host.waitForAppend(cursor, this.#pollIntervalMs, signal);
+      }
+    } finally {
+      // A clean stop: show it and give the lease back (ending the session would also release it).
+      await session
+        .query(`UPDATE ${table} SET status = CASE WHEN status = 'failed' THEN status ELSE 'idle' END, updated_at = now() WHERE name = $1 AND owner = $2`, [this.name, this.#instanceId])
+        .catch(() => undefined);
+      await session.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [this.#host.schema, this.name]).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Processes `events` in one transaction with the checkpoint and returns the new checkpoint: the
+   * last event's position, or an earlier one when an event needed retries (the caller then reads
+   * on from there).
+   */
+  async #processBatch(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, signal: AbortSignal): Promise<bigint> {
+    const failed = await this.#attempt(session, events, checkpoint, 1, signal);
+    if (failed === undefined) return events.at(-1)!.position;
+    // The transaction was rolled back. Keep the work before the failing event, then retry that
+    // event alone.
+    let done = checkpoint;
+    if (failed.index > 0) {
+      done = await this.#processBatch(session, events.slice(0, failed.index), checkpoint, signal);
+      if (done !== events[failed.index - 1]!.position) return done;
+    }
+    return this.#retryAlone(session, events[failed.index]!, done, failed.error, signal);
+  }
+
+  /** Retries one failing event until it succeeds or `maxAttempts` is reached. */
+  async #retryAlone(session: pg.Client, event: SequencedEvent<Data>, checkpoint: bigint, firstError: unknown, signal: AbortSignal): Promise<bigint> {
+    let error = firstError;
+    for (let attempt = 2; attempt <= this.#maxAttempts; attempt++) {
+      await sleep(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) throw new StopRequested(); // not a failure: the next run resumes at this event
+      const failed = await this.#attempt(session, [event], checkpoint, attempt, signal);
+      if (failed === undefined) return event.position;
+      error = failed.error;
+    }
+    const failure = new ConsumerFailedError(this.name, event.position, this.#maxAttempts, error);
+    await this.#recordFailure(session, event.position, error);
+    throw failure;
+  }
+
+  /**
+   * One transaction: every event, then the checkpoint (compare-and-set on the old one). Returns
+   * undefined on commit, or which event's handler threw (the transaction is rolled back).
+   * Connection errors and a failed compare-and-set propagate: the lease is gone.
+   */
+  async #attempt(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, attempt: number, signal: AbortSignal): Promise<{ index: number; error: unknown } | undefined> {
+    const transaction: ConsumerTransaction = { query: (text, values) => session.query(text, values) };
+    await session.query('BEGIN');
+    let committed = false;
+    try {
+      for (let index = 0; index < events.length; index++) {
+        try {
+          await this.#handle(events[index]!, { transaction, attempt, signal });
+        } catch (error) {
+          if (this.#host.isConnectionError(error) || isConnectionLost(session)) throw error;
+          return { index, error };
+        }
+      }
+      const moved = await session.query(
+        `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
+        [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId],
+      );
+      if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
+      await session.query('COMMIT');
+      committed = true;
+      return undefined;
+    } finally {
+      if (!committed) await session.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+
+  async #moveCheckpoint(session: pg.Client, from: bigint, to: bigint): Promise<void> {
+    const moved = await session.query(`UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, updated_at = now() WHERE name = $1 AND position = $2`, [
+      this.name,
+      from.toString(),
+      to.toString(),
+    ]);
+    if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
+  }
+
+  async #recordFailure(session: pg.Client, position: bigint, error: unknown): Promise<void> {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    await session.query(
+      `UPDATE ${this.#host.quotedSchema}.consumers SET status = 'failed', failed_position = $2, last_error = $3, last_error_at = now(), updated_at = now() WHERE name = $1`,
+      [this.name, position.toString(), message.replaceAll('\u0000', '')],
+    );
+  }
+}
+
+/** Reads a consumer's status (also for consumers not running in this process). */
+export async function consumerStatus(host: ConsumerHost, name: string, options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
+  validateConsumerName(name);
+  const client = new pg.Client(host.connectionConfig);
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{
+      position: string | null;
+      head: string;
+      status: 'idle' | 'running' | 'failed' | null;
+      owner: string | null;
+      failed_position: string | null;
+      last_error: string | null;
+      last_error_at: Date | null;
+      updated_at: Date | null;
+      leased: boolean;
+    }>(
+      `SELECT c.position, h.position AS head, c.status, c.owner, c.failed_position, c.last_error, c.last_error_at, c.updated_at,
+              EXISTS (SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                         AND l.classid = hashtext($2)::oid AND l.objid = hashtext($1)::oid AND l.objsubid = 2) AS leased
+         FROM ${host.quotedSchema}.head h LEFT JOIN ${host.quotedSchema}.consumers c ON c.name = $1`,
+      [name, host.schema],
+    );
+    const row = rows[0]!;
+    const position = BigInt(row.position ?? 0);
+    const head = BigInt(row.head);
+    const state = row.status === 'failed' ? 'failed' : row.leased ? 'running' : 'idle';
+    return {
+      name,
+      position,
+      head,
+      lag: head > position ? head - position : 0n,
+      state,
+      owner: row.owner,
+      failedPosition: row.failed_position === null ? null : BigInt(row.failed_position),
+      lastError: row.last_error,
+      lastErrorAt: row.last_error_at,
+      updatedAt: row.updated_at,
+    };
+  } catch (error) {
+    if (error instanceof EventStoreError) throw error;
+    throw new EventStoreDatabaseError(`reading the status of consumer "${name}" failed: ${(error as Error).message}`, error);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export interface ResetConsumerOptions {
+  /** The new checkpoint: processing restarts after it. Default 0n (rebuild from the first event). */
+  position?: bigint;
+  /** Runs in the same transaction as the reset, e.g. to empty the read model. */
+  onReset?: (transaction: ConsumerTransaction) => Promise<void> | void;
+}
+
+/**
+ * Moves a consumer's checkpoint (default: back to the start, to rebuild its read model) and
+ * clears its failure. Takes the consumer's lease for the duration, so it fails with
+ * ConsumerRunningError while an instance runs.
+ */
+export async function resetConsumer(host: ConsumerHost, name: string, options: ResetConsumerOptions = {}): Promise<void> {
+  validateConsumerName(name);
+  const position = options.position === undefined ? 0n : validatePosition(options.position, 'position');
+  if (options.onReset !== undefined && typeof options.onReset !== 'function') throw new InvalidInputError('onReset', `must be a function, got ${describe(options.onReset)}`);
+  const client = new pg.Client(host.connectionConfig);
+  client.on('error', () => undefined);
+  let leased = false;
+  try {
+    await client.connect();
+    leased = (await client.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [host.schema, name])).rows[0]!.leased;
+    if (!leased) throw new ConsumerRunningError(name);
+    await client.query('BEGIN');
+    const head = BigInt((await client.query<{ position: string }>(`SELECT position FROM ${host.quotedSchema}.head`)).rows[0]!.position);
+    if (position > head) throw new InvalidInputError('position', `must not be beyond the store's head (${head}), got ${position}`);
+    await options.onReset?.({ query: (text, values) => client.query(text, values) });
+    await client.query(
+      `INSERT INTO ${host.quotedSchema}.consumers AS c (name, position) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET position = $2, status = 'idle', failed_position = NULL, last_error = NULL, last_error_at = NULL, updated_at = now()`,
+      [name, position.toString()],
+    );
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (error instanceof EventStoreError) throw error;
+    throw new EventStoreDatabaseError(`resetting consumer "${name}" failed: ${(error as Error).message}`, error);
+  } finally {
+    if (leased) await client.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [host.schema, name]).catch(() => undefined);
+    await client.end().catch(() => undefined);
+  }
+}
+
+function validateConsumerName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 255) throw new InvalidInputError('name', `must be a string of 1 to 255 characters, got ${describe(name)}`);
+  if (name.includes('\u0000')) throw new InvalidInputError('name', 'must not contain \\u0000');
+}
+
+function positiveInteger(value: unknown, fallback: number, path: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(path, `must be a positive integer, got ${describe(value)}`);
+  return value;
+}
+
+function nonNegativeNumber(value: unknown, fallback: number, path: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new InvalidInputError(path, `must be a non-negative number, got ${describe(value)}`);
+  return value;
+}
+
+function backoff(failures: number, cap: number): number {
+  return Math.min(cap, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
+}
+
+function isConnectionLost(client: pg.Client): boolean {
+  const state = client as unknown as { _ending?: boolean; _connectionError?: boolean; connection?: { stream?: { destroyed?: boolean } } };
+  return state._ending === true || state._connectionError === true || state.connection?.stream?.destroyed === true;
+}
