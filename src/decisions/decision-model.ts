@@ -59,6 +59,7 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
     }
   }
   const query = mergeQueries(entries.map(([, projection]) => projection.query));
+  const signal = signalOption(options.signal);
   const snapshotStore = options.snapshots === false ? undefined : store.snapshots;
   const snapshotKeys = new Map<string, SnapshotKey>();
   const loaded = new Map<string, Snapshot>();
@@ -68,48 +69,83 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
         if (!projection.snapshot) return;
         const key = { name: projection.snapshot.name, version: projection.snapshot.version, queryHash: queryHash(projection.query) };
         snapshotKeys.set(name, key);
-        const snapshot = await snapshotStore.load(key, signalOption(options.signal));
+        const snapshot = await snapshotStore.load(key, signal);
         if (snapshot) loaded.set(name, snapshot);
       }),
     );
   }
 
-  // Events up to the oldest snapshot are folded into it already; every later event is read.
-  const readFrom = (): bigint =>
-    entries.reduce<bigint | undefined>((lowest, [name]) => {
-      const position = loaded.get(name)?.position ?? 0n;
-      return lowest === undefined || position < lowest ? position : lowest;
-    }, undefined) ?? 0n;
-  let result = await store.read(query, { after: readFrom(), ...signalOption(options.signal) });
-  // A snapshot beyond the head belongs to a store that has since lost events (restored from a
-  // backup): it is not valid here. Drop it and read again from where the others start.
-  const stale = [...loaded].filter(([, snapshot]) => snapshot.position > result.head);
+  // One read per distinct starting point: projections without a snapshot from the first event,
+  // those with one from their snapshot's position, and one "last event" read per projection that
+  // only needs that. Each read has its own head; the condition uses the lowest, so any relevant
+  // event a read could not have seen counts as a conflict.
+  let reads = await runReads(store, planReads(entries, loaded), signal);
+  // A snapshot beyond its read's head belongs to a store that has since lost events (restored
+  // from an older backup): it is not valid here. Drop it and read again.
+  const stale = reads.filter((read) => read.after > read.result.head).flatMap((read) => read.names);
   if (stale.length > 0) {
-    for (const [name] of stale) loaded.delete(name);
-    result = await store.read(query, { after: readFrom(), ...signalOption(options.signal) });
+    for (const name of stale) loaded.delete(name);
+    reads = await runReads(store, planReads(entries, loaded), signal);
   }
 
   const state: Record<string, unknown> = {};
   const saves: Promise<void>[] = [];
-  for (const [name, projection] of entries) {
-    const snapshot = loaded.get(name);
-    const from = snapshot?.position ?? 0n;
-    let current: unknown = snapshot ? restore(projection, snapshot.state) : structuredClone(projection.initialState);
-    const matches = queryMatcher(projection.query);
-    let folded = 0;
-    for (const event of result.events as SequencedEvent[]) {
-      if (event.position <= from || !matches(event)) continue;
-      current = projection.apply(current, event);
-      folded += 1;
-    }
-    state[name] = current;
-    const key = snapshotKeys.get(name);
-    if (snapshotStore && key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
-      saves.push(snapshotStore.save(key, { position: result.head, state: serialize(projection, current, name) }, signalOption(options.signal)));
+  for (const read of reads) {
+    for (const name of read.names) {
+      const projection = projections[name]!;
+      const snapshot = loaded.get(name);
+      let current: unknown = snapshot ? restore(projection, snapshot.state) : structuredClone(projection.initialState);
+      const matches = queryMatcher(projection.query);
+      let folded = 0;
+      for (const event of read.result.events) {
+        if (!matches(event)) continue;
+        current = projection.apply(current, event);
+        folded += 1;
+      }
+      state[name] = current;
+      const key = snapshotKeys.get(name);
+      if (snapshotStore && key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
+        saves.push(snapshotStore.save(key, { position: read.result.head, state: serialize(projection, current, name) }, signal));
+      }
     }
   }
   await Promise.all(saves);
-  return { state: state as StatesOf<Projections>, appendCondition: { failIfEventsMatch: query, after: result.head } };
+  const after = reads.reduce((lowest, read) => (read.result.head < lowest ? read.result.head : lowest), reads[0]!.result.head);
+  return { state: state as StatesOf<Projections>, appendCondition: { failIfEventsMatch: query, after } };
+}
+
+interface PlannedRead {
+  query: Query;
+  after: bigint;
+  onlyLastEvent: boolean;
+  names: string[];
+}
+
+function planReads(entries: readonly [string, Projection<unknown>][], snapshots: ReadonlyMap<string, Snapshot>): PlannedRead[] {
+  const reads: PlannedRead[] = [];
+  const byStart = new Map<bigint, string[]>();
+  for (const [name, projection] of entries) {
+    if (projection.onlyLastEvent) {
+      reads.push({ query: projection.query, after: 0n, onlyLastEvent: true, names: [name] });
+      continue;
+    }
+    const start = snapshots.get(name)?.position ?? 0n;
+    byStart.set(start, [...(byStart.get(start) ?? []), name]);
+  }
+  const projectionsByName = new Map(entries);
+  for (const [after, names] of byStart) {
+    reads.push({ query: mergeQueries(names.map((name) => projectionsByName.get(name)!.query)), after, onlyLastEvent: false, names });
+  }
+  return reads;
+}
+
+async function runReads(store: DecisionModelSource, reads: readonly PlannedRead[], signal: { signal?: AbortSignal }): Promise<(PlannedRead & { result: ReadResult<unknown> })[]> {
+  return Promise.all(
+    reads.map(async (read) => ({
+      ...read,
+      result: await store.read(read.query, read.onlyLastEvent ? { backwards: true, limit: 1, ...signal } : { after: read.after, ...signal }),
+    })),
+  );
 }
 
 /**

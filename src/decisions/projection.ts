@@ -5,8 +5,11 @@ import { Query, QueryItem } from '../query.ts';
 /** Payload type per event type, e.g. `{ CourseDefined: { courseId: string; capacity: number } }`. */
 export type EventMap = Record<string, unknown>;
 
+/** Accepts interfaces as event maps too (they have no index signature). */
+export type EventMapOf<Events> = { [Type in keyof Events]: unknown };
+
 /** One fold step per event type: the state after `event`. Must not mutate `state`. */
-export type ProjectionHandlers<State, Events extends EventMap = EventMap> = {
+export type ProjectionHandlers<State, Events extends EventMapOf<Events> = EventMap> = {
   [Type in keyof Events & string]?: (state: State, event: SequencedEvent<Events[Type]>) => State;
 };
 
@@ -34,9 +37,11 @@ export interface Projection<State> {
   /** The state after `event`; `state` unchanged for events it has no handler for. */
   apply(state: State, event: SequencedEvent): State;
   readonly snapshot: Readonly<SnapshotOptions<State>> | undefined;
+  /** Only the last matching event is read and folded (e.g. "the last invoice number"). */
+  readonly onlyLastEvent: boolean;
 }
 
-export interface ProjectionDefinition<State, Events extends EventMap> {
+export interface ProjectionDefinition<State, Events extends EventMapOf<Events>> {
   /** The state before any event. Copied (structuredClone) for every fold, so handlers cannot leak changes into it. */
   initialState: State;
   /** A handler per event type the projection depends on. */
@@ -49,6 +54,12 @@ export interface ProjectionDefinition<State, Events extends EventMap> {
   /** The events the projection depends on, when types + `tags` do not say it. */
   query?: Query;
   snapshot?: SnapshotOptions<State>;
+  /**
+   * Read and fold only the last event the query matches: for state that the latest event alone
+   * determines ("the last invoice number"), so that the read costs the same however long the
+   * history is. Default false.
+   */
+  onlyLastEvent?: boolean;
 }
 
 /**
@@ -66,7 +77,7 @@ export interface ProjectionDefinition<State, Events extends EventMap> {
  *     tags: [`course:${courseId}`],
  *   });
  */
-export function defineProjection<State, Events extends EventMap = Record<string, any>>(definition: ProjectionDefinition<State, Events>): Projection<State> {
+export function defineProjection<State, Events extends EventMapOf<Events> = Record<string, any>>(definition: ProjectionDefinition<State, Events>): Projection<State> {
   if (definition === null || typeof definition !== 'object') throw new InvalidInputError('projection', `must be an object, got ${describe(definition)}`);
   const { handlers, tags, snapshot } = definition;
   if (handlers === null || typeof handlers !== 'object') throw new InvalidInputError('projection.handlers', `must be an object of functions, got ${describe(handlers)}`);
@@ -97,11 +108,15 @@ export function defineProjection<State, Events extends EventMap = Record<string,
     query = Query.of(item);
   }
   if (snapshot !== undefined) validateSnapshotOptions(snapshot);
+  const onlyLastEvent = definition.onlyLastEvent ?? false;
+  if (typeof onlyLastEvent !== 'boolean') throw new InvalidInputError('projection.onlyLastEvent', `must be a boolean, got ${describe(onlyLastEvent)}`);
+  if (onlyLastEvent && snapshot !== undefined) throw new InvalidInputError('projection.snapshot', 'is pointless with onlyLastEvent (it reads one event anyway)');
   const initialState = definition.initialState;
   return Object.freeze({
     query,
     initialState,
     snapshot: snapshot && Object.freeze({ ...snapshot }),
+    onlyLastEvent,
     apply(state: State, event: SequencedEvent): State {
       const handler = table.get(event.type);
       return handler ? handler(state, event) : state;
