@@ -348,11 +348,11 @@ export class EventStore {
    * @example
    * const { position } = await store.execute(subscribeStudentToCourse, { studentId: 's1', courseId: 'c1' });
    */
-  execute<Command, Projections extends Record<string, Projection<any>>>(
-    handler: CommandHandler<Command, Projections>,
+  execute<Command, Projections extends Record<string, Projection<any>>, Event extends EventInput = EventInput>(
+    handler: CommandHandler<Command, Projections, Event>,
     command: Command,
     options?: ExecuteOptions,
-  ): Promise<ExecuteResult<StatesOf<Projections>>> {
+  ): Promise<ExecuteResult<StatesOf<Projections>, Event>> {
     this.#assertOpen();
     return executeCommand(this, handler, command, options);
   }

@@ -224,7 +224,7 @@ describe('on PostgreSQL', () => {
     const renaming = Array.from({ length: 10 }, () => newId('account'));
     for (const accountId of renaming) await store.execute(registerAccount, { accountId, username: newId('old'), at: t0 });
     const registering = Array.from({ length: 10 }, () => newId('account'));
-    const results = await race(20, (racer, index) =>
+    const results = await race(20, (racer, index): Promise<unknown> =>
       index % 2 === 0
         ? racer.execute(registerAccount, { accountId: registering[index / 2]!, username, at: later(DAY) }, { maxAttempts: 50 })
         : racer.execute(changeUsername, { accountId: renaming[(index - 1) / 2]!, newUsername: username, at: later(DAY) }, { maxAttempts: 50 }),

@@ -11,14 +11,14 @@ import type { Projection } from './projection.ts';
  * command) and a pure decision on their state. Define it with {@link defineCommandHandler} and run
  * it with `store.execute(handler, command)`.
  */
-export interface CommandHandler<Command, Projections extends Record<string, Projection<any>>> {
+export interface CommandHandler<Command, Projections extends Record<string, Projection<any>>, Event extends EventInput = EventInput> {
   projections(command: Command): Projections;
   /**
    * The events to append, or nothing (an empty array or undefined) when the command has nothing
    * to do, e.g. because it was carried out before. Throw a domain error to reject the command: it
    * reaches the caller unchanged.
    */
-  decide(state: StatesOf<Projections>, command: Command): EventInput | readonly EventInput[] | undefined | void;
+  decide(state: StatesOf<Projections>, command: Command): Event | readonly Event[] | undefined | void;
 }
 
 /**
@@ -37,9 +37,9 @@ export interface CommandHandler<Command, Projections extends Record<string, Proj
  * });
  * await store.execute(subscribeStudent, { studentId: 's1', courseId: 'c1' });
  */
-export function defineCommandHandler<Command, Projections extends Record<string, Projection<any>>>(
-  handler: CommandHandler<Command, Projections>,
-): CommandHandler<Command, Projections> {
+export function defineCommandHandler<Command, Projections extends Record<string, Projection<any>>, Event extends EventInput = EventInput>(
+  handler: CommandHandler<Command, Projections, Event>,
+): CommandHandler<Command, Projections, Event> {
   return handler;
 }
 
@@ -53,9 +53,9 @@ export interface ExecuteOptions {
   maxDelayMs?: number;
 }
 
-export interface ExecuteResult<States> {
+export interface ExecuteResult<States, Event extends EventInput = EventInput> {
   /** The events appended (empty when the decision was to do nothing). */
-  events: readonly EventInput[];
+  events: readonly Event[];
   /** Position of the last appended event; undefined when nothing was appended. */
   position: bigint | undefined;
   /** The state the successful decision was made on. */
@@ -75,12 +75,12 @@ export interface CommandStore extends DecisionModelSource {
  * short random wait (bounded exponential backoff with full jitter), at most `maxAttempts` times,
  * then throws {@link RetriesExhaustedError}. Errors thrown by `decide` pass through unchanged.
  */
-export async function executeCommand<Command, Projections extends Record<string, Projection<any>>>(
+export async function executeCommand<Command, Projections extends Record<string, Projection<any>>, Event extends EventInput = EventInput>(
   store: CommandStore,
-  handler: CommandHandler<Command, Projections>,
+  handler: CommandHandler<Command, Projections, Event>,
   command: Command,
   options: ExecuteOptions = {},
-): Promise<ExecuteResult<StatesOf<Projections>>> {
+): Promise<ExecuteResult<StatesOf<Projections>, Event>> {
   if (handler === null || typeof handler !== 'object' || typeof handler.projections !== 'function' || typeof handler.decide !== 'function') {
     throw new InvalidInputError('handler', `must have projections(command) and decide(state, command) functions, got ${describe(handler)}`);
   }
@@ -97,7 +97,7 @@ export async function executeCommand<Command, Projections extends Record<string,
     if (signal?.aborted) throw new OperationAbortedError('execute', signal.reason);
     const { state, appendCondition } = await buildDecisionModel(store, handler.projections(command), signalOption);
     const decided = handler.decide(state, command);
-    const events: readonly EventInput[] = decided === undefined ? [] : Array.isArray(decided) ? decided : [decided as EventInput];
+    const events: readonly Event[] = decided === undefined ? [] : Array.isArray(decided) ? decided : [decided as Event];
     if (events.length === 0) return { events, position: undefined, state, attempts: attempt };
     try {
       const { position } = await store.append(events, appendCondition, signalOption);
