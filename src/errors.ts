@@ -131,7 +131,7 @@ export class RetriesExhaustedError extends EventStoreError {
   readonly attempts: number;
 
   constructor(attempts: number, cause: AppendConditionFailedError) {
-    super('RETRIES_EXHAUSTED', `command gave up after ${attempts} attempts: each time, events its decision depends on were appended between its read and its append`, { cause });
+    super('RETRIES_EXHAUSTED', `command gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}: each time, events its decision depends on were appended between its read and its append`, { cause });
     this.attempts = attempts;
   }
 }

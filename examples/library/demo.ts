@@ -1,5 +1,6 @@
-// `npm start`: the library-lending domain on a real PostgreSQL, step by step, ending with two
-// lendings of the same book copy racing from two separate EventStore instances.
+// `npm start`: the library-lending domain on a real PostgreSQL, step by step, each command run
+// with `store.execute`, ending with two lendings of the same book copy racing from two separate
+// EventStore instances.
 //
 // Without DATABASE_URL it starts an embedded PostgreSQL 17 (data directory under os.tmpdir(),
 // kept between runs so that the next start is fast). Each run works in a fresh schema and drops
@@ -12,8 +13,11 @@ import {
   EventStore,
   Query,
   QueryItem,
+  executeCommand,
   startEmbeddedPostgres,
+  type CommandStore,
   type EmbeddedPostgresServer,
+  type ExecuteResult,
   type ReadOptions,
   type ReadResult,
 } from '../../src/index.ts';
@@ -22,14 +26,12 @@ import {
   MAX_BOOK_COPIES_PER_READER,
   addBookCopy,
   bookTag,
-  booksLentByReader,
   cancelReaderContract,
+  findBooksLentByReader,
   lendBookCopyToReader,
   registerReader,
   removeBookCopy,
   returnBookCopy,
-  type CommandOutcome,
-  type LibraryEventStore,
 } from './domain.ts';
 
 const started = performance.now();
@@ -68,32 +70,31 @@ function step(text: string): void {
 }
 
 /** Runs one command and prints its outcome; a rule violation is printed, anything else thrown. */
-async function run(label: string, command: () => Promise<CommandOutcome>): Promise<CommandOutcome | LibraryError> {
+async function run(label: string, command: () => Promise<ExecuteResult<unknown>>): Promise<void> {
   try {
     const outcome = await command();
-    if (outcome.appended) {
+    if (outcome.events.length > 0) {
       accepted++;
       log(`  ok        ${label}  -> ${outcome.events.map((event) => event.type).join(', ')} at position ${outcome.position}`);
     } else {
       unchanged++;
       log(`  no-op     ${label}  -> already so, nothing appended`);
     }
-    return outcome;
   } catch (error) {
     if (!(error instanceof LibraryError)) throw error;
     rejections.push(error.name);
     log(`  rejected  ${label}  -> ${error.name}: ${error.message}`);
-    return error;
   }
 }
 
 /**
- * Lets each wrapped store's first read complete, then holds it until every racer has read: all
- * decide on the same facts before anyone appends. Without this, the slower racer might read after
- * the winner committed and be refused by the rules instead; with it, the store's append condition
- * is what has to stop the second lending.
+ * The desks' stores, as `execute` sees them: each one's first read completes and then waits until
+ * every desk has read, so that both decide on the same facts before either appends. Without this,
+ * the slower desk might read after the winner committed and be refused by the rules straight
+ * away; with it, the store's append condition is what has to stop the second lending. Each
+ * refused append is printed, since `execute` then reads and decides again.
  */
-function readTogether(stores: EventStore[], onRead: (index: number, result: ReadResult) => void): LibraryEventStore[] {
+function readTogether(stores: EventStore[], name: (index: number) => string, refused: Set<number>): CommandStore[] {
   let pending = stores.length;
   let release!: () => void;
   const allHaveRead = new Promise<void>((resolve) => (release = resolve));
@@ -104,13 +105,24 @@ function readTogether(stores: EventStore[], onRead: (index: number, result: Read
         const result = await store.read<Data>(query, options);
         if (first) {
           first = false;
-          onRead(index, result);
+          log(`    ${name(index)} read ${result.events.length} relevant events at head ${result.head}: the copy is available, the reader may borrow it`);
           if (--pending === 0) release();
           await allHaveRead;
         }
         return result;
       },
-      append: store.append.bind(store),
+      append: async (events, condition, options) => {
+        try {
+          return await store.append(events, condition, options);
+        } catch (error) {
+          if (error instanceof AppendConditionFailedError) {
+            refused.add(index);
+            log(`    ${name(index)}: LOST  ${error.name}: ${error.message}`);
+            log(`            nothing was written; execute reads the new facts and decides again`);
+          }
+          throw error;
+        }
+      },
     };
   });
 }
@@ -138,43 +150,43 @@ async function main(): Promise<void> {
     log(`  event store ready in the fresh schema "${schema}"`);
 
     step('Adding book copies to circulation');
-    for (const book of BOOKS) await run(`add "${book.title}" (copy ${book.bookId})`, () => addBookCopy(store, book));
-    await run('add copy ddd-1 again', () => addBookCopy(store, BOOKS[0]!));
+    for (const book of BOOKS) await run(`add "${book.title}" (copy ${book.bookId})`, () => store.execute(addBookCopy, { ...book, at: new Date() }));
+    await run('add copy ddd-1 again', () => store.execute(addBookCopy, { ...BOOKS[0]!, at: new Date() }));
 
     step('Registering readers');
-    for (const reader of READERS) await run(`register ${reader.name}`, () => registerReader(store, reader));
+    for (const reader of READERS) await run(`register ${reader.name}`, () => store.execute(registerReader, { ...reader, at: new Date() }));
 
     step('Lending and returning');
-    await run(`lend "${title('ddd-1')}" (ddd-1) to Alice`, () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'alice' }));
-    await run('lend ddd-1 to Alice again', () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'alice' }));
-    await run('lend ddd-1 to Bob', () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'bob' }));
-    await run('lend ddd-2 (the other copy) to Bob', () => lendBookCopyToReader(store, { bookId: 'ddd-2', readerId: 'bob' }));
-    await run('Alice returns ddd-1', () => returnBookCopy(store, { bookId: 'ddd-1', readerId: 'alice' }));
-    await run('lend ddd-1 to Bob', () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'bob' }));
-    await run('Alice returns ddd-2, which she never borrowed', () => returnBookCopy(store, { bookId: 'ddd-2', readerId: 'alice' }));
+    await run(`lend "${title('ddd-1')}" (ddd-1) to Alice`, () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'alice', at: new Date() }));
+    await run('lend ddd-1 to Alice again', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'alice', at: new Date() }));
+    await run('lend ddd-1 to Bob', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'bob', at: new Date() }));
+    await run('lend ddd-2 (the other copy) to Bob', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-2', readerId: 'bob', at: new Date() }));
+    await run('Alice returns ddd-1', () => store.execute(returnBookCopy, { bookId: 'ddd-1', readerId: 'alice', at: new Date() }));
+    await run('lend ddd-1 to Bob', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'bob', at: new Date() }));
+    await run('Alice returns ddd-2, which she never borrowed', () => store.execute(returnBookCopy, { bookId: 'ddd-2', readerId: 'alice', at: new Date() }));
 
     step('Rules that reject a command');
-    await run('lend ddd-1 to Dave, who never registered', () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'dave' }));
-    await run('lend copy "missing-1", never added, to Alice', () => lendBookCopyToReader(store, { bookId: 'missing-1', readerId: 'alice' }));
-    await run('remove ddd-1 from circulation while Bob holds it', () => removeBookCopy(store, { bookId: 'ddd-1' }));
-    await run("cancel Bob's contract while he holds two copies", () => cancelReaderContract(store, { readerId: 'bob' }));
-    await run('remove iddd-1 from circulation', () => removeBookCopy(store, { bookId: 'iddd-1' }));
-    await run('lend iddd-1, now removed, to Alice', () => lendBookCopyToReader(store, { bookId: 'iddd-1', readerId: 'alice' }));
-    await run('Bob returns ddd-1', () => returnBookCopy(store, { bookId: 'ddd-1', readerId: 'bob' }));
-    await run('Bob returns ddd-2', () => returnBookCopy(store, { bookId: 'ddd-2', readerId: 'bob' }));
-    await run("cancel Bob's contract", () => cancelReaderContract(store, { readerId: 'bob' }));
-    await run('lend ddd-1 to Bob, whose contract is canceled', () => lendBookCopyToReader(store, { bookId: 'ddd-1', readerId: 'bob' }));
+    await run('lend ddd-1 to Dave, who never registered', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'dave', at: new Date() }));
+    await run('lend copy "missing-1", never added, to Alice', () => store.execute(lendBookCopyToReader, { bookId: 'missing-1', readerId: 'alice', at: new Date() }));
+    await run('remove ddd-1 from circulation while Bob holds it', () => store.execute(removeBookCopy, { bookId: 'ddd-1', at: new Date() }));
+    await run("cancel Bob's contract while he holds two copies", () => store.execute(cancelReaderContract, { readerId: 'bob', at: new Date() }));
+    await run('remove iddd-1 from circulation', () => store.execute(removeBookCopy, { bookId: 'iddd-1', at: new Date() }));
+    await run('lend iddd-1, now removed, to Alice', () => store.execute(lendBookCopyToReader, { bookId: 'iddd-1', readerId: 'alice', at: new Date() }));
+    await run('Bob returns ddd-1', () => store.execute(returnBookCopy, { bookId: 'ddd-1', readerId: 'bob', at: new Date() }));
+    await run('Bob returns ddd-2', () => store.execute(returnBookCopy, { bookId: 'ddd-2', readerId: 'bob', at: new Date() }));
+    await run("cancel Bob's contract", () => store.execute(cancelReaderContract, { readerId: 'bob', at: new Date() }));
+    await run('lend ddd-1 to Bob, whose contract is canceled', () => store.execute(lendBookCopyToReader, { bookId: 'ddd-1', readerId: 'bob', at: new Date() }));
 
     step(`The lending limit: a reader holds at most ${MAX_BOOK_COPIES_PER_READER} copies`);
     const forCarol = BOOKS.filter((book) => book.bookId !== 'iddd-1').slice(0, MAX_BOOK_COPIES_PER_READER + 1);
     for (const [index, book] of forCarol.entries()) {
-      await run(`lend ${book.bookId} to Carol (copy ${index + 1})`, () => lendBookCopyToReader(store, { bookId: book.bookId, readerId: 'carol' }));
+      await run(`lend ${book.bookId} to Carol (copy ${index + 1})`, () => store.execute(lendBookCopyToReader, { bookId: book.bookId, readerId: 'carol', at: new Date() }));
     }
-    const carolHolds = await booksLentByReader(store, 'carol');
-    log(`  booksLentByReader(carol): ${carolHolds.length} copies: ${carolHolds.join(', ')}`);
+    const carolHolds = await findBooksLentByReader(store, 'carol');
+    log(`  findBooksLentByReader(carol): ${carolHolds.length} copies: ${carolHolds.join(', ')}`);
     const lastOne = forCarol.at(-1)!.bookId;
-    await run(`Carol returns ${carolHolds[0]}`, () => returnBookCopy(store, { bookId: carolHolds[0]!, readerId: 'carol' }));
-    await run(`lend ${lastOne} to Carol`, () => lendBookCopyToReader(store, { bookId: lastOne, readerId: 'carol' }));
+    await run(`Carol returns ${carolHolds[0]}`, () => store.execute(returnBookCopy, { bookId: carolHolds[0]!, readerId: 'carol', at: new Date() }));
+    await run(`lend ${lastOne} to Carol`, () => store.execute(lendBookCopyToReader, { bookId: lastOne, readerId: 'carol', at: new Date() }));
 
     step('Two concurrent lendings of the same copy, from two separate EventStore instances');
     const raceBook = 'taocp-1';
@@ -182,38 +194,37 @@ async function main(): Promise<void> {
       { desk: 'desk A', readerId: 'alice', name: 'Alice' },
       { desk: 'desk B', readerId: 'dave', name: 'Dave' },
     ];
-    await run('register Dave', () => registerReader(store, { readerId: 'dave', name: 'Dave' }));
+    await run('register Dave', () => store.execute(registerReader, { readerId: 'dave', name: 'Dave', at: new Date() }));
     log(`  Two processes (own connection pool each) both try to lend "${title(raceBook)}" (${raceBook}):`);
     for (const racer of racers) log(`    ${racer.desk}: lend ${raceBook} to ${racer.name}`);
     const deskStores = await Promise.all(racers.map(() => EventStore.connect({ connectionString, schema, migrate: false, poolSize: 2 })));
     stores.push(...deskStores);
-    const desks = readTogether(deskStores, (index, result) => {
-      log(`    ${racers[index]!.desk} read ${result.events.length} relevant events at head ${result.head}: the copy is available, ${racers[index]!.name} may borrow it`);
-    });
-    // Both commands start in the same tick.
+    const refused = new Set<number>();
+    const desks = readTogether(deskStores, (index) => racers[index]!.desk, refused);
+    // Both commands start in the same tick. executeCommand is what store.execute runs; here it
+    // runs on the desks' stores, which hold the first read until both desks have read.
     const outcomes = await Promise.allSettled(
-      racers.map((racer, index) => lendBookCopyToReader(desks[index]!, { bookId: raceBook, readerId: racer.readerId })),
+      racers.map((racer, index) => executeCommand(desks[index]!, lendBookCopyToReader, { bookId: raceBook, readerId: racer.readerId, at: new Date() })),
     );
     const winners: string[] = [];
     for (const [index, outcome] of outcomes.entries()) {
       const racer = racers[index]!;
-      if (outcome.status === 'fulfilled' && outcome.value.appended) {
+      if (outcome.status === 'fulfilled' && outcome.value.events.length > 0) {
         winners.push(racer.name);
-        log(`    ${racer.desk}: WON   ${raceBook} is lent to ${racer.name} (position ${outcome.value.position})`);
-      } else if (outcome.status === 'rejected' && outcome.reason instanceof AppendConditionFailedError) {
-        log(`    ${racer.desk}: LOST  ${outcome.reason.name}: ${outcome.reason.message}`);
-        log(`            nothing was written; re-running the command would read the new lending and answer BookCopyAlreadyLentError`);
+        log(`    ${racer.desk}: WON   ${raceBook} is lent to ${racer.name} (position ${outcome.value.position}, attempt ${outcome.value.attempts})`);
+      } else if (outcome.status === 'rejected' && outcome.reason instanceof LibraryError) {
+        log(`    ${racer.desk}: decided again on the new facts -> ${outcome.reason.name}: ${outcome.reason.message}`);
       } else {
-        log(`    ${racer.desk}: unexpected outcome: ${outcome.status === 'rejected' ? String(outcome.reason) : JSON.stringify(outcome.value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+        log(`    ${racer.desk}: unexpected outcome: ${outcome.status === 'rejected' ? String(outcome.reason) : `${outcome.value.events.length} events appended`}`);
       }
     }
     log(`  The log of ${raceBook} (events tagged ${bookTag(raceBook)}):`);
     const { events: bookLog } = await store.read(Query.of(QueryItem.tags(bookTag(raceBook))));
     for (const event of bookLog) log(`    ${String(event.position).padStart(4)}  ${event.type.padEnd(28)} ${JSON.stringify(event.data)}`);
     const lendings = bookLog.filter((event) => event.type === 'BookCopyLentToReader').length;
-    const exactlyOne = winners.length === 1 && lendings === 1;
+    const exactlyOne = winners.length === 1 && lendings === 1 && refused.size === 1;
     if (exactlyOne) {
-      log(`  RESULT: exactly one of the 2 concurrent lendings won (${winners[0]}); the other was refused by the append condition.`);
+      log(`  RESULT: exactly one of the 2 concurrent lendings won (${winners[0]}); the other was refused by the append condition, then rejected by the rules.`);
     } else {
       log(`  RESULT: ${winners.length} of the 2 concurrent lendings won and the book has ${lendings} lendings: this is a bug.`);
     }
@@ -228,7 +239,7 @@ async function main(): Promise<void> {
     const counts = new Map<string, number>();
     for (const name of rejections) counts.set(name, (counts.get(name) ?? 0) + 1);
     for (const [name, count] of counts) log(`    ${String(count).padStart(3)}  ${name}`);
-    log(`  concurrent lendings of ${raceBook}: ${exactlyOne ? `exactly one won (${winners[0]}), one got AppendConditionFailedError` : 'FAILED'}`);
+    log(`  concurrent lendings of ${raceBook}: ${exactlyOne ? `exactly one won (${winners[0]}), the other got AppendConditionFailedError, then BookCopyAlreadyLentError` : 'FAILED'}`);
     if (!exactlyOne) process.exitCode = 1;
   } finally {
     await Promise.all(stores.map((store) => store.close()));

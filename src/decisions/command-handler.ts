@@ -51,6 +51,8 @@ export interface ExecuteOptions {
   initialDelayMs?: number;
   /** Bound of the doubling wait between attempts. Default 500 ms. */
   maxDelayMs?: number;
+  /** Called for each lost race (the append's condition failed), before the wait and the next attempt. For logs and metrics. */
+  onConflict?: (error: AppendConditionFailedError, attempt: number) => void;
 }
 
 export interface ExecuteResult<States, Event extends EventInput = EventInput> {
@@ -91,6 +93,7 @@ export async function executeCommand<Command, Projections extends Record<string,
   for (const [key, value] of [['initialDelayMs', initialDelayMs], ['maxDelayMs', maxDelayMs]] as const) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new InvalidInputError(key, `must be a non-negative number, got ${describe(value)}`);
   }
+  if (options.onConflict !== undefined && typeof options.onConflict !== 'function') throw new InvalidInputError('onConflict', `must be a function, got ${describe(options.onConflict)}`);
   const signal = options.signal;
   const signalOption = signal ? { signal } : {};
   for (let attempt = 1; ; attempt++) {
@@ -104,6 +107,7 @@ export async function executeCommand<Command, Projections extends Record<string,
       return { events, position, state, attempts: attempt };
     } catch (error) {
       if (!(error instanceof AppendConditionFailedError)) throw error;
+      options.onConflict?.(error, attempt);
       if (attempt >= maxAttempts) throw new RetriesExhaustedError(attempt, error);
       const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
       try {

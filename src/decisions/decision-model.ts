@@ -102,7 +102,8 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
         current = projection.apply(current, event);
         folded += 1;
       }
-      state[name] = current;
+      // defineProperty: a projection named after user input (`__proto__`) must stay a plain key.
+      Object.defineProperty(state, name, { value: current, enumerable: true, writable: true, configurable: true });
       const key = snapshotKeys.get(name);
       if (snapshotStore && key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
         saves.push(snapshotStore.save(key, { position: read.result.head, state: serialize(projection, current, name) }, signal));
