@@ -391,7 +391,7 @@ export interface ResetConsumerOptions {
   /** The new checkpoint: processing restarts after it. Default 0n (rebuild from the first event). */
   position?: bigint;
   /** Runs in the same transaction as the reset, e.g. to empty the read model. */
-  onReset?: (transaction: ConsumerTransaction) => Promise<void> | void;
+  onReset?: (transaction: ConsumerTransaction) => unknown;
 }
 
 /**
