@@ -2,6 +2,7 @@ import pg from 'pg';
 import { commandsAreIndependent } from './batch-independence.ts';
 import { AppendBatcher, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
 import {
+  DuplicateEventIdError,
   EventStoreClosedError,
   EventStoreDatabaseError,
   EventStoreError,
@@ -209,8 +210,26 @@ export class EventStore {
       ? null
       : { query: condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() };
     const normalized = prepared.events;
-    const position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal });
+    let position: bigint;
+    try {
+      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal });
+    } catch (error) {
+      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error);
+      throw error;
+    }
     return { position };
+  }
+
+  /** The error with only the ids that are stored already (the batch only says "some are"). */
+  async #clashingIds(error: DuplicateEventIdError): Promise<DuplicateEventIdError> {
+    try {
+      const rows = await this.#query<{ id: string }>('append', `SELECT id FROM ${this.#quotedSchema}.events WHERE id = ANY ($1::uuid[])`, [error.ids], undefined);
+      const stored = new Set(rows.map((row) => row.id));
+      const ids = error.ids.filter((id) => stored.has(id));
+      return ids.length > 0 ? new DuplicateEventIdError(ids, error.existingPosition) : error;
+    } catch {
+      return error;
+    }
   }
 
   /**
@@ -543,10 +562,10 @@ function withReadCommitted(connectionString: string): string {
  * a query per item to unpack the JSON arrays. (Data inside a bound parameter, not SQL.)
  */
 function appendPayload(commands: readonly PendingAppend[]): string {
-  return JSON.stringify(
-    commands.map(({ events, condition }) => ({
-      events,
-      condition: condition && {
+  // Events are serialized already (when append() was called); only the conditions are left.
+  return `[${commands
+    .map(({ events, condition }) => {
+      const conditionJson = condition && {
         after: condition.after,
         query: {
           ...condition.query,
@@ -556,9 +575,10 @@ function appendPayload(commands: readonly PendingAppend[]): string {
             ...(item.tags && { tags_pg: pgTextArray(item.tags) }),
           })),
         },
-      },
-    })),
-  );
+      };
+      return `{"events":[${events.map((event) => event.json).join(',')}],"condition":${JSON.stringify(conditionJson)}}`;
+    })
+    .join(',')}]`;
 }
 
 /** A text[] literal: every element double-quoted, with `"` and `\` escaped. */

@@ -55,6 +55,11 @@ export interface NormalizedEvent {
   data: unknown;
   metadata: unknown;
   occurred_at: string;
+  /**
+   * The event as the append function reads it, serialized when `append()` was called: a caller
+   * changing its objects afterwards (while the append waits in the batch queue) changes nothing.
+   */
+  json: string;
 }
 
 export function validateType(type: unknown, path: string): string {
@@ -111,7 +116,9 @@ export function normalizeEvent(input: EventInput, path: string, now: Date): Norm
     }
     occurredAt = input.occurredAt;
   }
-  return { id, type, tags, data: input.data, metadata, occurred_at: occurredAt.toISOString() };
+  const occurred_at = occurredAt.toISOString();
+  const json = JSON.stringify({ id, type, tags, data: input.data, metadata, occurred_at });
+  return { id, type, tags, data: input.data, metadata, occurred_at, json };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.ts';
-import { describe, type AppendCondition, type JsonValue, type SequencedEvent } from '../events.ts';
+import { assertJson, describe, type AppendCondition, type JsonValue } from '../events.ts';
 import { Query, QueryItem } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
 import type { ReadOptions, ReadResult } from '../event-store.ts';
@@ -181,14 +181,15 @@ function restore(projection: Projection<unknown>, json: JsonValue): unknown {
 
 function serialize(projection: Projection<unknown>, state: unknown, name: string): JsonValue {
   const json = projection.snapshot?.serialize ? projection.snapshot.serialize(state) : state;
-  let text: string | undefined;
+  // The same check as event data: a Set, Map, BigInt or undefined would not survive the JSON
+  // round trip, and a snapshot that comes back different breaks the next decision.
   try {
-    text = JSON.stringify(json);
+    assertJson(json, `projections.${name}.snapshot`);
   } catch (error) {
-    throw new InvalidInputError(`projections.${name}.snapshot`, `state is not JSON (give snapshot.serialize/deserialize): ${(error as Error).message}`);
+    if (!(error instanceof InvalidInputError)) throw error;
+    throw new InvalidInputError(error.path, `${error.message.slice(error.path.length + 2)} (the state must survive JSON; give snapshot.serialize/deserialize)`);
   }
-  if (text === undefined) throw new InvalidInputError(`projections.${name}.snapshot`, 'state serializes to nothing (give snapshot.serialize/deserialize)');
-  return JSON.parse(text) as JsonValue;
+  return JSON.parse(JSON.stringify(json)) as JsonValue;
 }
 
 function signalOption(signal: AbortSignal | undefined): { signal?: AbortSignal } {

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.ts';
-import { describe, validateType, type JsonValue, type SequencedEvent } from '../events.ts';
+import { describe, validateTag, validateType, type JsonValue, type SequencedEvent } from '../events.ts';
 import { Query, QueryItem } from '../query.ts';
 
 /** Payload type per event type, e.g. `{ CourseDefined: { courseId: string; capacity: number } }`. */
@@ -103,6 +103,7 @@ export function defineProjection<State, Events extends EventMapOf<Events> = Reco
     let item = QueryItem.types(...table.keys());
     if (tags !== undefined) {
       if (!Array.isArray(tags)) throw new InvalidInputError('projection.tags', `must be an array of strings, got ${describe(tags)}`);
+      tags.forEach((tag, index) => validateTag(tag, `projection.tags[${index}]`));
       if (tags.length > 0) item = item.tags(...tags);
     }
     query = Query.of(item);

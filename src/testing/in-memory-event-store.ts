@@ -25,25 +25,26 @@ export class InMemoryEventStore {
   readonly #events: SequencedEvent[] = [];
   readonly #positionsById = new Map<string, bigint>();
   readonly #waiters = new Set<() => void>();
-  readonly #snapshots = new InMemorySnapshotStore(() => this.#head());
+  readonly #pending = new Set<Promise<void>>();
+  readonly #snapshots = new InMemorySnapshotStore(() => this.#head(), () => this.#assertOpen());
   #closed = false;
 
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
     this.#assertOpen();
     const prepared = prepareAppend(events, condition, options.signal);
-    await Promise.resolve(); // an append is asynchronous, as in the real store
+    // Data and metadata as JSON made when append() was called, as PostgreSQL stores them
+    // (undefined properties dropped, toJSON applied), so that reads return what the real store
+    // returns and later changes to the caller's objects do not leak in.
+    const stored = prepared.events.map((event) => {
+      const parsed = JSON.parse(event.json) as { data: unknown; metadata: Record<string, unknown> };
+      return { id: event.id, type: event.type, tags: event.tags, data: parsed.data ?? null, metadata: parsed.metadata, occurredAt: new Date(event.occurred_at) };
+    });
+    // Asynchronous like the real store; close() waits for appends already called, as there.
+    const settled = Promise.resolve();
+    this.#pending.add(settled);
+    await settled;
+    this.#pending.delete(settled);
     if (options.signal?.aborted) throw new OperationAbortedError('append', options.signal.reason);
-    this.#assertOpen();
-    // Data and metadata are stored as JSON, as PostgreSQL stores them (undefined properties
-    // dropped, toJSON applied), so that reads return what the real store returns.
-    const stored = prepared.events.map((event) => ({
-      id: event.id,
-      type: event.type,
-      tags: event.tags,
-      data: jsonCopy(event.data) ?? null,
-      metadata: jsonCopy(event.metadata) as Record<string, unknown>,
-      occurredAt: new Date(event.occurred_at),
-    }));
 
     const existing = stored.map((event) => this.#positionsById.get(event.id));
     if (existing.some((position) => position !== undefined)) {
@@ -135,9 +136,11 @@ export class InMemoryEventStore {
     return this.#events.map((event) => structuredClone(event));
   }
 
+  /** Ends subscriptions; appends already called still complete. Later calls throw EventStoreClosedError. */
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of [...this.#waiters]) wake();
+    await Promise.all(this.#pending);
   }
 
   #head(): bigint {
@@ -167,17 +170,21 @@ export class InMemoryEventStore {
 class InMemorySnapshotStore implements SnapshotStore {
   readonly #snapshots = new Map<string, Snapshot>();
   readonly #head: () => bigint;
+  readonly #assertOpen: () => void;
 
-  constructor(head: () => bigint) {
+  constructor(head: () => bigint, assertOpen: () => void) {
     this.#head = head;
+    this.#assertOpen = assertOpen;
   }
 
   async load(key: SnapshotKey): Promise<Snapshot | undefined> {
+    this.#assertOpen();
     const snapshot = this.#snapshots.get(mapKey(key));
     return snapshot && { position: snapshot.position, state: structuredClone(snapshot.state) };
   }
 
   async save(key: SnapshotKey, snapshot: Snapshot): Promise<void> {
+    this.#assertOpen();
     const existing = this.#snapshots.get(mapKey(key));
     if (existing && existing.position >= snapshot.position && existing.position <= this.#head()) return;
     this.#snapshots.set(mapKey(key), { position: snapshot.position, state: jsonCopy(snapshot.state) as JsonValue });

@@ -72,11 +72,15 @@ export class CommandScenario {
   }
 
   /** Asserts that the command appends exactly `expected`, in order. `then([])` asserts it appends nothing. */
-  async then(expected: readonly ExpectedEvent[]): Promise<void> {
-    if (typeof expected === 'function') {
-      throw new InvalidInputError('then', 'expects the list of events; did you `await` the result of when()? (await the result of then() instead)');
-    }
+  then(expected: readonly ExpectedEvent[]): Promise<void> {
+    // Not async: `await spec.given(...).when(...)` by mistake calls this with a function, and
+    // only a synchronous throw reaches that await (a rejected promise returned here would not).
+    if (typeof expected === 'function') throw misplacedAwait('when()');
     assertEventList(expected, 'then');
+    return this.#then(expected);
+  }
+
+  async #then(expected: readonly ExpectedEvent[]): Promise<void> {
     const outcome = await this.#run();
     if ('error' in outcome) throw new assert.AssertionError({ message: `expected events, but the command threw: ${describeError(outcome.error)}`, actual: outcome.error, expected });
     assert.deepStrictEqual(
@@ -151,19 +155,28 @@ export class ProjectionSpecification<State> {
 
   given(events: readonly EventInput[] = []): { then(expected: State): Promise<void> } {
     assertEventList(events, 'given');
+    const check = async (expected: State): Promise<void> => {
+      const store = this.#options.store ? await this.#options.store() : new InMemoryEventStore();
+      try {
+        if (events.length > 0) await store.append(events);
+        const { state } = await buildDecisionModel(store, { projection: this.#projection }, { snapshots: false });
+        assert.deepStrictEqual(state.projection, expected, 'the projected state differs from the expected one');
+      } finally {
+        await store.close();
+      }
+    };
     return {
-      then: async (expected: State) => {
-        const store = this.#options.store ? await this.#options.store() : new InMemoryEventStore();
-        try {
-          if (events.length > 0) await store.append(events);
-          const { state } = await buildDecisionModel(store, { projection: this.#projection }, { snapshots: false });
-          assert.deepStrictEqual(state.projection, expected, 'the projected state differs from the expected one');
-        } finally {
-          await store.close();
-        }
+      // Not async, for the same reason as CommandScenario.then.
+      then: (expected: State) => {
+        if (typeof expected === 'function') throw misplacedAwait('given()');
+        return check(expected);
       },
     };
   }
+}
+
+function misplacedAwait(call: string): InvalidInputError {
+  return new InvalidInputError('then', `expects what to compare with; did you \`await\` the result of ${call}? (await the result of then() instead)`);
 }
 
 function assertEventList(events: unknown, path: string): asserts events is readonly EventInput[] {

@@ -1,0 +1,9 @@
+// The event store contract (test/contract/event-store-contract.ts) against the in-memory store:
+// the same expectations as for PostgreSQL, without a database.
+import { InMemoryEventStore } from '../../src/testing/index.ts';
+import { defineEventStoreContract } from '../contract/event-store-contract.ts';
+
+defineEventStoreContract('InMemoryEventStore', async () => {
+  const store = new InMemoryEventStore();
+  return { store, dispose: () => store.close() };
+});
