@@ -164,6 +164,11 @@ export class EventStore {
     const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
+    // pg-pool takes its own 'error' listener off a client while it is checked out. A server that
+    // terminates the connection in the same packet as a query's reply makes the client emit
+    // 'error' before we release it; unheard, that would crash the process. The query itself
+    // still fails, and the pool drops the broken client on release.
+    pool.on('connect', (client) => client.on('error', () => undefined));
 
     try {
       const migrating = options.migrate ?? true;
