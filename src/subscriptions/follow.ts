@@ -63,11 +63,31 @@ export function validateSubscribeOptions(query: unknown, options: SubscribeOptio
  * only for later positions. Why nothing repeats: the cursor only moves forward, and each read
  * asks for positions above it.
  */
-export async function* follow<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
-  const outer = options.signal;
-  // One controller for this subscription: aborted by the caller's signal, and by return() (a
-  // `break` in for-await) so that a pending wait ends.
+export function follow<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+  // One controller per subscription, aborted by the caller's signal and by return()/throw(). A
+  // generator's own return() waits behind a pending next() (one waiting for new events may wait
+  // for the whole poll interval); aborting first makes that next() finish at once.
   const controller = new AbortController();
+  const generator = followEvents<Data>(source, query, options, controller);
+  const subscription: AsyncGenerator<SequencedEvent<Data>, void, undefined> = {
+    next: () => generator.next(),
+    return: (value) => {
+      controller.abort();
+      return generator.return(value);
+    },
+    throw: (error) => {
+      controller.abort();
+      return generator.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return subscription;
+    },
+  };
+  return subscription;
+}
+
+async function* followEvents<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions, controller: AbortController): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
+  const outer = options.signal;
   const onAbort = (): void => controller.abort(outer?.reason);
   if (outer?.aborted) return;
   outer?.addEventListener('abort', onAbort, { once: true });
