@@ -850,6 +850,20 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         assert.deepEqual(await nextWithin(iterator, 1000, 'after break'), { done: true, value: undefined });
       }));
 
+      // A plain async generator's return() would wait behind the pending next() for the whole
+      // poll interval (60 s here).
+      test('return() while a next() waits for new events ends both at once', withStore(async (store) => {
+        const iterator = store.subscribe(Query.all(), { pollIntervalMs: 60_000 });
+        const pending = iterator.next();
+        await delay(50);
+        const started = Date.now();
+        assert.deepEqual(await nextWithin({ next: () => iterator.return(undefined) }, 1000, 'return()'), { done: true, value: undefined });
+        assert.deepEqual(await nextWithin({ next: () => pending }, 1000, 'the pending next()'), { done: true, value: undefined });
+        assert.ok(Date.now() - started < 1000);
+        await store.append(event('A'));
+        assert.deepEqual(await nextWithin(iterator, 1000, 'after return()'), { done: true, value: undefined });
+      }));
+
       test('closing the store ends a waiting subscription without error', withStore(async (store) => {
         const iterator = store.subscribe(Query.all(), { pollIntervalMs: 60_000 });
         const pending = iterator.next();
