@@ -356,6 +356,7 @@ export class EventStore {
       connectionConfig: this.#connectionConfig,
       read: (query, options) => this.read(query, options),
       head: (options) => this.head(options),
+      query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
       waitForAppend: (position, timeoutMs, signal) => this.#notifier.waitForAppend(position, timeoutMs, signal),
       get closed() {
         return isClosed();

@@ -77,6 +77,8 @@ export interface ConsumerHost {
   connectionConfig: pg.ClientConfig;
   read<Data>(query: Query, options: ReadOptions): Promise<ReadResult<Data>>;
   head(options?: { signal?: AbortSignal }): Promise<bigint>;
+  /** A statement on a pooled connection, errors mapped to EventStoreErrors. */
+  query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
   waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
   isConnectionError(error: unknown): boolean;
@@ -341,50 +343,43 @@ export class Consumer<Data = unknown> {
 /** Reads a consumer's status (also for consumers not running in this process). */
 export async function consumerStatus(host: ConsumerHost, name: string, options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
   validateConsumerName(name);
-  const client = new pg.Client(host.connectionConfig);
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const { rows } = await client.query<{
-      position: string | null;
-      head: string;
-      status: 'idle' | 'running' | 'failed' | null;
-      owner: string | null;
-      failed_position: string | null;
-      last_error: string | null;
-      last_error_at: Date | null;
-      updated_at: Date | null;
-      leased: boolean;
-    }>(
-      `SELECT c.position, h.position AS head, c.status, c.owner, c.failed_position, c.last_error, c.last_error_at, c.updated_at,
-              EXISTS (SELECT 1 FROM pg_locks l
-                       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                         AND l.classid = hashtext($2)::oid AND l.objid = hashtext($1)::oid AND l.objsubid = 2) AS leased
-         FROM ${host.quotedSchema}.head h LEFT JOIN ${host.quotedSchema}.consumers c ON c.name = $1`,
-      [name, host.schema],
-    );
-    const row = rows[0]!;
-    const position = BigInt(row.position ?? 0);
-    const head = BigInt(row.head);
-    const state = row.status === 'failed' ? 'failed' : row.leased ? 'running' : 'idle';
-    return {
-      name,
-      position,
-      head,
-      lag: head > position ? head - position : 0n,
-      state,
-      owner: row.owner,
-      failedPosition: row.failed_position === null ? null : BigInt(row.failed_position),
-      lastError: row.last_error,
-      lastErrorAt: row.last_error_at,
-      updatedAt: row.updated_at,
-    };
-  } catch (error) {
-    if (error instanceof EventStoreError) throw error;
-    throw new EventStoreDatabaseError(`reading the status of consumer "${name}" failed: ${(error as Error).message}`, error);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  const rows = await host.query<{
+    position: string | null;
+    head: string;
+    status: 'idle' | 'running' | 'failed' | null;
+    owner: string | null;
+    failed_position: string | null;
+    last_error: string | null;
+    last_error_at: Date | null;
+    updated_at: Date | null;
+    leased: boolean;
+  }>(
+    'consumer status',
+    // The lease is the advisory lock itself: pg_locks tells whether a live session holds it,
+    // whatever the table last said (a killed holder cannot update it).
+    `SELECT c.position, h.position AS head, c.status, c.owner, c.failed_position, c.last_error, c.last_error_at, c.updated_at,
+            EXISTS (SELECT 1 FROM pg_locks l
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.classid = hashtext($2)::oid AND l.objid = hashtext($1)::oid AND l.objsubid = 2) AS leased
+       FROM ${host.quotedSchema}.head h LEFT JOIN ${host.quotedSchema}.consumers c ON c.name = $1`,
+    [name, host.schema],
+    options.signal,
+  );
+  const row = rows[0]!;
+  const position = BigInt(row.position ?? 0);
+  const head = BigInt(row.head);
+  return {
+    name,
+    position,
+    head,
+    lag: head > position ? head - position : 0n,
+    state: row.status === 'failed' ? 'failed' : row.leased ? 'running' : 'idle',
+    owner: row.owner,
+    failedPosition: row.failed_position === null ? null : BigInt(row.failed_position),
+    lastError: row.last_error,
+    lastErrorAt: row.last_error_at,
+    updatedAt: row.updated_at,
+  };
 }
 
 export interface ResetConsumerOptions {
