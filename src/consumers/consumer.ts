@@ -164,7 +164,7 @@ export class Consumer<Data = unknown> {
       while (!signal.aborted && !this.#host.closed) {
         const session = await this.#openSession().catch((error: unknown) => {
           if (this.#host.isConnectionError(error)) return undefined;
-          throw error;
+          throw asEventStoreError(error, this.name);
         });
         if (!session) {
           failures += 1;
@@ -181,7 +181,7 @@ export class Consumer<Data = unknown> {
           await this.#runWithLease(session, signal);
         } catch (error) {
           if (error instanceof StopRequested) return;
-          if (!(error instanceof LeaseLostError) && !this.#host.isConnectionError(error)) throw error;
+          if (!(error instanceof LeaseLostError) && !this.#host.isConnectionError(error)) throw asEventStoreError(error, this.name);
           failures += 1;
           await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
         } finally {
@@ -423,6 +423,12 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
     if (leased) await client.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [host.schema, name]).catch(() => undefined);
     await client.end().catch(() => undefined);
   }
+}
+
+/** Errors of our own pass as they are; PostgreSQL's become EventStoreDatabaseErrors. */
+function asEventStoreError(error: unknown, name: string): unknown {
+  if (error instanceof EventStoreError || !(error instanceof Error)) return error;
+  return new EventStoreDatabaseError(`consumer "${name}": ${error.message}`, error);
 }
 
 function validateConsumerName(name: unknown): asserts name is string {
