@@ -496,6 +496,9 @@ CREATE TRIGGER head_moved AFTER UPDATE OF position ON "eventstore".head
 CREATE TABLE "eventstore".consumers (
   name            text        NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 255),
   position        bigint      NOT NULL DEFAULT 0 CHECK (position >= 0),
+  -- The id of the event at `position` when the checkpoint was written: a consumer refuses to
+  -- continue if another event sits there now (a store restored from an older backup).
+  checkpoint_event_id uuid,
   -- 'idle' (never ran or stopped cleanly), 'running', 'failed' (stopped on an error, see below)
   status          text        NOT NULL DEFAULT 'idle' CHECK (status IN ('idle', 'running', 'failed')),
   failed_position bigint,

@@ -157,9 +157,10 @@ export class ConsumerFailedError extends EventStoreError {
 }
 
 /**
- * A consumer's checkpoint is beyond the store's head: the store was restored from an older backup,
- * or the consumer was pointed at another store. Nothing is processed; reset the consumer (and its
- * read model) to rebuild.
+ * A consumer's checkpoint does not fit the store: it is beyond the head, or the event at its
+ * position is not the one the consumer processed. The store was restored from an older backup
+ * (and perhaps appended to since), or the consumer was pointed at another store. Nothing is
+ * processed; reset the consumer (and its read model) to rebuild.
  */
 export class CheckpointAheadError extends EventStoreError {
   readonly consumer: string;
@@ -167,7 +168,8 @@ export class CheckpointAheadError extends EventStoreError {
   readonly head: bigint;
 
   constructor(consumer: string, checkpoint: bigint, head: bigint) {
-    super('CHECKPOINT_AHEAD', `consumer "${consumer}" has processed up to position ${checkpoint}, but the store's head is ${head}: the store lost events it had, or this is another store; reset the consumer to rebuild`);
+    const mismatch = checkpoint > head ? `but the store's head is ${head}` : 'but another event is at that position now';
+    super('CHECKPOINT_AHEAD', `consumer "${consumer}" has processed up to position ${checkpoint}, ${mismatch}: the store lost events it had (restored from an older backup?), or this is another store; reset the consumer to rebuild`);
     this.consumer = consumer;
     this.checkpoint = checkpoint;
     this.head = head;

@@ -120,6 +120,7 @@ export class EventStore {
   readonly #statementNames = new Map<string, string>();
   readonly #snapshots: PostgresSnapshotStore;
   readonly #notifier: HeadNotifier;
+  readonly #closedController = new AbortController();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -361,6 +362,7 @@ export class EventStore {
       get closed() {
         return isClosed();
       },
+      closedSignal: this.#closedController.signal,
       isConnectionError: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
     };
   }
@@ -404,6 +406,7 @@ export class EventStore {
     // Every caller waits for the same drain, so a second close() cannot return early.
     this.#closing ??= (async () => {
       this.#closed = true;
+      this.#closedController.abort(new EventStoreClosedError());
       await this.#notifier.close();
       await this.#batcher.drained();
       await this.#pool.end();

@@ -81,6 +81,8 @@ export interface ConsumerHost {
   query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
   waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
+  /** Aborted when the store closes. */
+  readonly closedSignal: AbortSignal;
   isConnectionError(error: unknown): boolean;
 }
 
@@ -158,20 +160,15 @@ export class Consumer<Data = unknown> {
     if (this.#running) throw new InvalidInputError('run', `consumer "${this.name}" is already running in this Consumer object`);
     if (this.#host.closed) throw new EventStoreClosedError();
     this.#running = true;
-    const signal = options.signal ?? new AbortController().signal;
+    // Stops on the caller's abort and on store.close(), wherever the consumer waits.
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#host.closedSignal]) : this.#host.closedSignal;
     let failures = 0;
+    let session: pg.Client | undefined;
     try {
-      while (!signal.aborted && !this.#host.closed) {
-        const session = await this.#openSession().catch((error: unknown) => {
-          if (this.#host.isConnectionError(error)) return undefined;
-          throw asEventStoreError(error, this.name);
-        });
-        if (!session) {
-          failures += 1;
-          await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
-          continue;
-        }
+      while (!signal.aborted) {
         try {
+          // A standby keeps its session and asks for the lease again every takeoverIntervalMs.
+          session ??= await this.#openSession();
           const leased = await session.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [this.#host.schema, this.name]);
           failures = 0;
           if (!leased.rows[0]!.leased) {
@@ -179,16 +176,19 @@ export class Consumer<Data = unknown> {
             continue;
           }
           await this.#runWithLease(session, signal);
+          // Returned: asked to stop. Ending the session below gives the lease back.
         } catch (error) {
           if (error instanceof StopRequested) return;
           if (!(error instanceof LeaseLostError) && !this.#host.isConnectionError(error)) throw asEventStoreError(error, this.name);
+          // The session is gone or unusable, and with it the lease: start over on a new one.
+          await session?.end().catch(() => undefined);
+          session = undefined;
           failures += 1;
           await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
-        } finally {
-          await session.end().catch(() => undefined);
         }
       }
     } finally {
+      await session?.end().catch(() => undefined);
       this.#running = false;
     }
   }
@@ -216,8 +216,16 @@ export class Consumer<Data = unknown> {
       [this.name, this.#instanceId],
     );
     let checkpoint = BigInt(rows[0]!.position);
-    const head = await this.#host.head();
-    if (checkpoint > head) {
+    // The event the checkpoint points at must still be the one processed: a store restored from
+    // an older backup has a lower head (or, once new appends passed the checkpoint, other events
+    // at the same positions), and continuing would silently skip the events in between.
+    const { rows: found } = await session.query<{ head: string; same: boolean | null }>(
+      `SELECT h.position AS head, (SELECT e.id = c.checkpoint_event_id FROM ${this.#host.quotedSchema}.events e WHERE e.position = c.position) AS same
+         FROM ${this.#host.quotedSchema}.head h, ${this.#host.quotedSchema}.consumers c WHERE c.name = $1`,
+      [this.name],
+    );
+    const head = BigInt(found[0]!.head);
+    if (checkpoint > head || found[0]!.same === false) {
       const error = new CheckpointAheadError(this.name, checkpoint, head);
       await this.#recordFailure(session, checkpoint + 1n, error);
       throw error;
@@ -281,7 +289,7 @@ export class Consumer<Data = unknown> {
     let error = firstError;
     for (let attempt = 2; attempt <= this.#maxAttempts; attempt++) {
       await sleep(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) throw new StopRequested(); // not a failure: the next run resumes at this event
+      if (signal.aborted) throw new StopRequested(); // stopping or closing is not a failure: the next run resumes at this event
       const failed = await this.#attempt(session, [event], checkpoint, attempt, signal);
       if (failed === undefined) return event.position;
       error = failed.error;
@@ -300,34 +308,44 @@ export class Consumer<Data = unknown> {
     const transaction: ConsumerTransaction = { query: (text, values) => session.query(text, values) };
     await session.query('BEGIN');
     let committed = false;
+    let rolledBack = false;
     try {
       for (let index = 0; index < events.length; index++) {
         try {
           await this.#handle(events[index]!, { transaction, attempt, signal });
         } catch (error) {
-          if (this.#host.isConnectionError(error) || isConnectionLost(session)) throw error;
+          // Judge by our session, not by the error's shape: a handler's own ECONNREFUSED (its
+          // HTTP call failed) is a handler failure, counted and recorded like any other.
+          if (isConnectionLost(session)) throw new LeaseLostError('the consumer\'s session was lost');
+          try {
+            await session.query('ROLLBACK');
+          } catch {
+            throw new LeaseLostError('the consumer\'s session was lost');
+          }
+          rolledBack = true;
           return { index, error };
         }
       }
       const moved = await session.query(
-        `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
-        [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId],
+        `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
+        [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId, events.at(-1)!.id],
       );
       if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
       await session.query('COMMIT');
       committed = true;
       return undefined;
     } finally {
-      if (!committed) await session.query('ROLLBACK').catch(() => undefined);
+      if (!committed && !rolledBack) await session.query('ROLLBACK').catch(() => undefined);
     }
   }
 
   async #moveCheckpoint(session: pg.Client, from: bigint, to: bigint): Promise<void> {
-    const moved = await session.query(`UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, updated_at = now() WHERE name = $1 AND position = $2`, [
-      this.name,
-      from.toString(),
-      to.toString(),
-    ]);
+    const moved = await session.query(
+      `UPDATE ${this.#host.quotedSchema}.consumers
+          SET position = $3, checkpoint_event_id = (SELECT e.id FROM ${this.#host.quotedSchema}.events e WHERE e.position = $3), status = 'running', failed_position = NULL, updated_at = now()
+        WHERE name = $1 AND position = $2`,
+      [this.name, from.toString(), to.toString()],
+    );
     if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
   }
 
@@ -410,8 +428,8 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
     if (position > head) throw new InvalidInputError('position', `must not be beyond the store's head (${head}), got ${position}`);
     await options.onReset?.({ query: (text, values) => client.query(text, values) });
     await client.query(
-      `INSERT INTO ${host.quotedSchema}.consumers AS c (name, position) VALUES ($1, $2)
-       ON CONFLICT (name) DO UPDATE SET position = $2, status = 'idle', failed_position = NULL, last_error = NULL, last_error_at = NULL, updated_at = now()`,
+      `INSERT INTO ${host.quotedSchema}.consumers AS c (name, position, checkpoint_event_id) VALUES ($1, $2, (SELECT e.id FROM ${host.quotedSchema}.events e WHERE e.position = $2))
+       ON CONFLICT (name) DO UPDATE SET position = $2, checkpoint_event_id = EXCLUDED.checkpoint_event_id, status = 'idle', failed_position = NULL, last_error = NULL, last_error_at = NULL, updated_at = now()`,
       [name, position.toString()],
     );
     await client.query('COMMIT');
