@@ -305,7 +305,8 @@ export class EventStore {
     const isClosed = (): boolean => this.#closed;
     return {
       read: (query, options) => this.read(query, options),
-      waitForAppend: (position, timeoutMs, signal) => this.#notifier.waitForAppend(position, timeoutMs, signal),
+      mark: () => this.#notifier.mark(),
+      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
       get closed() {
         return isClosed();
       },
@@ -358,7 +359,8 @@ export class EventStore {
       read: (query, options) => this.read(query, options),
       head: (options) => this.head(options),
       query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
-      waitForAppend: (position, timeoutMs, signal) => this.#notifier.waitForAppend(position, timeoutMs, signal),
+      mark: () => this.#notifier.mark(),
+      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
       get closed() {
         return isClosed();
       },
@@ -617,7 +619,9 @@ function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
-    if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(code)) return true;
+    // 53300: too many connections right now; the rest: the network or DNS, for a moment.
+    if (code === '53300') return true;
+    if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(code)) return true;
   }
   const message = (error as Error | null)?.message ?? '';
   return /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message);

@@ -15,6 +15,7 @@ import {
 import { describe, validatePosition, type SequencedEvent } from '../events.ts';
 import type { ReadOptions, ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
+import { MAX_TIMER_MS } from '../subscriptions/follow.ts';
 
 /** The consumer's transaction: run the read model's writes here to apply them exactly once. */
 export interface ConsumerTransaction {
@@ -79,7 +80,8 @@ export interface ConsumerHost {
   head(options?: { signal?: AbortSignal }): Promise<bigint>;
   /** A statement on a pooled connection, errors mapped to EventStoreErrors. */
   query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
-  waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  mark(): number;
+  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
   /** Aborted when the store closes. */
   readonly closedSignal: AbortSignal;
@@ -131,8 +133,9 @@ export class Consumer<Data = unknown> {
     this.#batchSize = positiveInteger(options.batchSize, 100, 'options.batchSize');
     this.#maxAttempts = positiveInteger(options.maxAttempts, 5, 'options.maxAttempts');
     this.#retryDelayMs = nonNegativeNumber(options.retryDelayMs, 100, 'options.retryDelayMs');
-    this.#pollIntervalMs = positiveInteger(options.pollIntervalMs, 1000, 'options.pollIntervalMs');
-    this.#takeoverIntervalMs = positiveInteger(options.takeoverIntervalMs, 1000, 'options.takeoverIntervalMs');
+    if (this.#retryDelayMs > MAX_TIMER_MS) throw new InvalidInputError('options.retryDelayMs', `must be at most ${MAX_TIMER_MS}, got ${this.#retryDelayMs}`);
+    this.#pollIntervalMs = positiveInteger(options.pollIntervalMs, 1000, 'options.pollIntervalMs', MAX_TIMER_MS);
+    this.#takeoverIntervalMs = positiveInteger(options.takeoverIntervalMs, 1000, 'options.takeoverIntervalMs', MAX_TIMER_MS);
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) {
       throw new InvalidInputError('options.instanceId', `must be a non-empty string, got ${describe(options.instanceId)}`);
     }
@@ -235,6 +238,7 @@ export class Consumer<Data = unknown> {
     try {
       while (!signal.aborted && !this.#host.closed) {
         let result: ReadResult<Data>;
+        const mark = this.#host.mark();
         try {
           result = await this.#host.read<Data>(this.#query, { after: cursor, limit: this.#batchSize, signal });
         } catch (error) {
@@ -255,7 +259,7 @@ export class Consumer<Data = unknown> {
           checkpoint = cursor;
           lastIdleSave = Date.now();
         }
-        await this.#host.waitForAppend(cursor, this.#pollIntervalMs, signal);
+        await this.#host.waitForAppend(cursor, mark, this.#pollIntervalMs, signal);
       }
     } finally {
       // A clean stop: show it and give the lease back (ending the session would also release it).
@@ -326,12 +330,26 @@ export class Consumer<Data = unknown> {
           return { index, error };
         }
       }
-      const moved = await session.query(
-        `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
-        [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId, events.at(-1)!.id],
-      );
-      if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
-      await session.query('COMMIT');
+      try {
+        const moved = await session.query(
+          `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
+          [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId, events.at(-1)!.id],
+        );
+        if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
+        await session.query('COMMIT');
+      } catch (error) {
+        if (error instanceof LeaseLostError || isConnectionLost(session) || this.#host.isConnectionError(error)) throw error;
+        // The handlers' work failed as a whole: a deferred constraint at COMMIT, or a handler
+        // that swallowed an SQL error and left the transaction aborted. Blame the last event; the
+        // caller commits the events before it and retries it alone, which narrows it down.
+        try {
+          await session.query('ROLLBACK');
+        } catch {
+          throw new LeaseLostError('the consumer\'s session was lost');
+        }
+        rolledBack = true;
+        return { index: events.length - 1, error };
+      }
       committed = true;
       return undefined;
     } finally {
@@ -454,9 +472,9 @@ function validateConsumerName(name: unknown): asserts name is string {
   if (name.includes('\u0000')) throw new InvalidInputError('name', 'must not contain \\u0000');
 }
 
-function positiveInteger(value: unknown, fallback: number, path: string): number {
+function positiveInteger(value: unknown, fallback: number, path: string, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new InvalidInputError(path, `must be a positive integer, got ${describe(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) throw new InvalidInputError(path, `must be an integer from 1 to ${max}, got ${describe(value)}`);
   return value;
 }
 

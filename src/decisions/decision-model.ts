@@ -89,7 +89,7 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
   }
 
   const state: Record<string, unknown> = {};
-  const saves: Promise<void>[] = [];
+  const snapshotsToSave: { key: SnapshotKey; snapshot: Snapshot }[] = [];
   for (const read of reads) {
     for (const name of read.names) {
       const projection = projections[name]!;
@@ -105,12 +105,14 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
       // defineProperty: a projection named after user input (`__proto__`) must stay a plain key.
       Object.defineProperty(state, name, { value: current, enumerable: true, writable: true, configurable: true });
       const key = snapshotKeys.get(name);
-      if (snapshotStore && key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
-        saves.push(snapshotStore.save(key, { position: read.result.head, state: serialize(projection, current, name) }, signal));
+      if (key && projection.snapshot && folded >= (projection.snapshot.every ?? 100)) {
+        snapshotsToSave.push({ key, snapshot: { position: read.result.head, state: serialize(projection, current, name) } });
       }
     }
   }
-  await Promise.all(saves);
+  // Saved only once every projection folded (a throwing handler leaves nothing in flight). A
+  // snapshot is an optimisation: a failed save does not fail the decision, the next one retries.
+  if (snapshotStore) await Promise.allSettled(snapshotsToSave.map(({ key, snapshot }) => snapshotStore.save(key, snapshot, signal)));
   const after = reads.reduce((lowest, read) => (read.result.head < lowest ? read.result.head : lowest), reads[0]!.result.head);
   return { state: state as StatesOf<Projections>, appendCondition: { failIfEventsMatch: query, after } };
 }

@@ -1,5 +1,7 @@
 import pg from 'pg';
 
+const RECENT_NOTIFICATIONS = 256;
+
 interface Waiter {
   position: bigint;
   wake: () => void;
@@ -19,20 +21,35 @@ export class HeadNotifier {
   #connecting: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
-  #lastHead = 0n;
+  /** Counts notifications; `#recent` keeps the last few with the head each announced. */
+  #sequence = 0;
+  readonly #recent: { sequence: number; head: bigint }[] = [];
   #closed = false;
 
   /** `quotedChannel` is the schema name, validated and quoted (the trigger notifies on it). */
   constructor(config: pg.ClientConfig, quotedChannel: string) {
-    this.#config = config;
+    // Keepalives let the client notice a connection that died without a word (no FIN), and
+    // reconnect; until then waiters fall back to polling.
+    this.#config = { ...config, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
     this.#channel = quotedChannel;
   }
 
+  /** See FollowSource.mark. */
+  mark(): number {
+    return this.#sequence;
+  }
+
   /** See FollowSource.waitForAppend. */
-  waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.#closed || signal.aborted) return Promise.resolve();
     this.#ensureListening();
-    if (this.#lastHead > position) return Promise.resolve();
+    // A notification that arrived while the caller was reading may announce what its read did
+    // not see yet: then read again at once. Only notifications since the caller's mark count (a
+    // head that went down, after a restore, must not keep waking everyone), and when the mark is
+    // older than what is kept, read again to be safe.
+    const oldest = this.#recent[0];
+    if (oldest !== undefined && since < oldest.sequence - 1) return Promise.resolve();
+    if (this.#recent.some((notification) => notification.sequence > since && notification.head > position)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -80,7 +97,9 @@ export class HeadNotifier {
       } catch {
         return; // someone else's notification on a channel of the same name
       }
-      if (head > this.#lastHead) this.#lastHead = head;
+      this.#sequence += 1;
+      this.#recent.push({ sequence: this.#sequence, head });
+      if (this.#recent.length > RECENT_NOTIFICATIONS) this.#recent.shift();
       for (const waiter of [...this.#waiters]) if (head > waiter.position) waiter.wake();
     });
     try {

@@ -4,6 +4,9 @@ import { describe, validatePosition, type SequencedEvent } from '../events.ts';
 import type { ReadOptions, ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
 
+/** The longest delay setTimeout honours (longer ones fire after 1 ms). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export interface SubscribeOptions {
   /** Start after this position (exclusive). Default 0n: from the first event. */
   after?: bigint;
@@ -21,11 +24,14 @@ export interface SubscribeOptions {
 /** What a subscription needs from a store. */
 export interface FollowSource {
   read<Data>(query: Query, options: ReadOptions): Promise<ReadResult<Data>>;
+  /** A mark taken before a read, for waitForAppend: which wake-ups the read may have missed. */
+  mark(): number;
   /**
-   * Resolves once an append may have moved the head beyond `position`, after `timeoutMs`, or when
+   * Resolves once an append may have moved the head beyond `position` (also one announced since
+   * `since` = mark() taken before the read that returned `position`), after `timeoutMs`, or when
    * `signal` aborts or the store closes, whichever is first. Never rejects.
    */
-  waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
   /** Errors after which reading again may succeed (connection lost, server restarting). */
   isTransient(error: unknown): boolean;
@@ -45,8 +51,8 @@ export function validateSubscribeOptions(query: unknown, options: SubscribeOptio
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
   const pollIntervalMs = options.pollIntervalMs ?? 1000;
-  if (typeof pollIntervalMs !== 'number' || !Number.isFinite(pollIntervalMs) || pollIntervalMs < 1) {
-    throw new InvalidInputError('pollIntervalMs', `must be a positive number, got ${describe(pollIntervalMs)}`);
+  if (typeof pollIntervalMs !== 'number' || !Number.isFinite(pollIntervalMs) || pollIntervalMs < 1 || pollIntervalMs > MAX_TIMER_MS) {
+    throw new InvalidInputError('pollIntervalMs', `must be a number from 1 to ${MAX_TIMER_MS}, got ${describe(pollIntervalMs)}`);
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidInputError('signal', `must be an AbortSignal, got ${describe(options.signal)}`);
   return { after, batchSize, pollIntervalMs, signal: options.signal };
@@ -97,6 +103,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
   try {
     while (!signal.aborted && !source.closed) {
       let result: ReadResult<Data>;
+      const mark = source.mark();
       try {
         result = await source.read<Data>(query, { after: cursor, limit: options.batchSize, signal });
         failures = 0;
@@ -116,7 +123,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
       }
       if (result.events.length === options.batchSize) continue;
       if (result.head > cursor) cursor = result.head;
-      await source.waitForAppend(cursor, options.pollIntervalMs, signal);
+      await source.waitForAppend(cursor, mark, options.pollIntervalMs, signal);
     }
   } finally {
     outer?.removeEventListener('abort', onAbort);

@@ -101,7 +101,8 @@ export class InMemoryEventStore {
     return follow<Data>(
       {
         read: (readQuery, readOptions) => this.read(readQuery, readOptions),
-        waitForAppend: (position, timeoutMs, signal) => this.#waitForAppend(position, timeoutMs, signal),
+        mark: () => 0, // the head is known exactly here: waitForAppend compares with it
+        waitForAppend: (position, _since, timeoutMs, signal) => this.#waitForAppend(position, timeoutMs, signal),
         get closed() {
           return isClosed();
         },

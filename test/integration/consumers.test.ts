@@ -471,6 +471,35 @@ describe('failing handlers: errors that look like lost connections', () => {
   });
 });
 
+describe('failures at commit', () => {
+  // Bug caught: errors from the checkpoint update or COMMIT treated as fatal database errors:
+  // run() rejected at once, nothing recorded, and the good events of the batch never committed.
+  test('a deferred constraint failing at COMMIT: the events before the culprit commit, the culprit is retried, then recorded as failed', { timeout: LIMIT }, async () => {
+    const { store, schema } = await freshStore();
+    await withClient((client) => client.query(`CREATE TABLE "${schema}".deferred (k text, CONSTRAINT deferred_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)`));
+    await store.append([event('M', [], { k: 'a' }), event('M', [], { k: 'b' }), event('M', [], { k: 'a' }), event('M', [], { k: 'c' })]);
+    const consumer = store.consumer<{ k: string }>('deferred', {
+      query: M,
+      retryDelayMs: 1,
+      maxAttempts: 3,
+      handle: async (delivered, { transaction }) => {
+        await transaction.query(`INSERT INTO "${schema}".deferred (k) VALUES ($1)`, [delivered.data.k]);
+      },
+    });
+    const outcome = await settleWithin(consumer.run(), 5000);
+    assert.equal(outcome.state, 'rejected');
+    assert.ok(outcome.error instanceof ConsumerFailedError, `got ${String(outcome.error)}`);
+    assert.equal(outcome.error.position, 3n);
+    const status = await store.consumerStatus('deferred');
+    assert.equal(status.state, 'failed');
+    assert.equal(status.position, 2n);
+    assert.equal(status.failedPosition, 3n);
+    assert.match(status.lastError ?? '', /deferred_k/);
+    const { rows } = await withClient((client) => client.query<{ k: string }>(`SELECT k FROM "${schema}".deferred ORDER BY k`));
+    assert.deepEqual(rows.map((row) => row.k), ['a', 'b']);
+  });
+});
+
 describe('crashes and lost sessions', () => {
   // Bugs: the effects of a batch committed apart from its checkpoint (applied twice after the
   // crash: the standby's insert hits the primary key), the checkpoint committed before the effects

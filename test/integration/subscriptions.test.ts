@@ -377,6 +377,36 @@ describe('waking up: notifications, polling, a lost listener', () => {
   });
 });
 
+describe('stray notifications', () => {
+  // Bug caught: a notifier that remembers the highest head it ever heard and wakes every waiter
+  // below it at once. A head that went down (a restore) or a stray numeric notification on the
+  // channel then makes idle subscriptions re-read in a tight loop.
+  test('a notification announcing a head far beyond the store does not make an idle subscription spin', { timeout: LIMIT }, async () => {
+    const { store, schema } = await freshStore();
+    await store.append(event('A', []));
+    let reads = 0;
+    const read = store.read.bind(store);
+    (store as unknown as { read: typeof store.read }).read = (query, options) => {
+      reads += 1;
+      return read(query, options);
+    };
+    const controller = new AbortController();
+    const seen: bigint[] = [];
+    const following = (async () => {
+      for await (const delivered of store.subscribe(Query.all(), { signal: controller.signal, pollIntervalMs: 1000 })) seen.push(delivered.position);
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await withClient((client) => client.query('SELECT pg_notify($1, $2)', [schema, '1000000']));
+    const before = reads;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const during = reads - before;
+    controller.abort();
+    await following;
+    assert.deepEqual(seen, [1n]);
+    assert.ok(during <= 4, `an idle subscription read ${during} times in 1 s after a stray notification (poll interval 1 s)`);
+  });
+});
+
 describe('lost connections', () => {
   test('every backend of the store and of the writers terminated 3 times while following: each subscriber resumes and sees every event exactly once', { timeout: LIMIT }, async () => {
     const { store, schema, app } = await freshStore();

@@ -639,6 +639,30 @@ describe('snapshots in decision models', SUITE, () => {
     });
   const keyOf = (projection: Projection<any>): SnapshotKey => ({ name: projection.snapshot!.name, version: projection.snapshot!.version, queryHash: queryHash(projection.query) });
 
+  // Bugs caught: a failed save failing the decision (a snapshot is an optimisation), and a save
+  // started before a later projection threw, left to reject unhandled (which crashes a process).
+  test('a failing snapshot save neither fails the decision nor escapes as an unhandled rejection', async () => {
+    const store = new InMemoryEventStore();
+    await store.append([counted('a'), counted('a'), counted('a')]);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const failingSaves = {
+        read: store.read.bind(store),
+        snapshots: { load: store.snapshots.load.bind(store.snapshots), save: () => Promise.reject(new Error('snapshot table gone')) },
+      };
+      const { state } = await buildDecisionModel(failingSaves, { tally: tally('a') });
+      assert.equal(state.tally.count, 3);
+      const broken = defineProjection<number>({ initialState: 0, handlers: { Counted: () => { throw new Error('bug in projection'); } }, tags: [counterTag('a')] });
+      await assert.rejects(buildDecisionModel(failingSaves, { tally: tally('a'), broken }), /bug in projection/);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   test('saved once `every` events were folded; the next build reads only the events after it', async () => {
     const store = new InMemoryEventStore();
     const { source, afters } = recording(store);
