@@ -24,3 +24,18 @@ test('a bench worker runs W1 with our adapter: loops > 0 and no false conflicts'
   assert.equal(measurement.samples.read?.length, measurement.ops);
   assert.equal(measurement.samples.append?.length, measurement.ops);
 });
+
+test('bench:follow runs on a small log: every live append delivered, every event consumed', { timeout: 60_000 }, async () => {
+  const { execFile } = await import('node:child_process');
+  const output: string = await new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/follow.ts', '--events', '2000', '--writers', '2', '--seconds', '1'], { env: { ...process.env, DATABASE_URL: databaseUrl() } }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+  const live = /live, 2 writer instances, (\d+) appends \(delivered (\d+)\)/.exec(output);
+  assert.ok(live, output);
+  assert.ok(Number(live[1]) > 0);
+  assert.equal(live[2], live[1], 'every live append reached the subscriber');
+  assert.match(output, /consumer, 500 events, .*\(500 rows\)/);
+  assert.match(output, /catch-up, all events \(2000 events\)/);
+});
