@@ -365,6 +365,7 @@ export class EventStore {
         return isClosed();
       },
       closedSignal: this.#closedController.signal,
+      cancelBackend: (pid) => this.#cancelBackend(pid),
       isConnectionError: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
     };
   }

@@ -49,6 +49,13 @@ export interface ConsumerOptions<Data = unknown> {
   pollIntervalMs?: number;
   /** How often a standby instance tries to take the lease over. Default 1000 ms. */
   takeoverIntervalMs?: number;
+  /**
+   * Longest time one handler call may take. When it passes, the call counts as a failed attempt:
+   * the statement it runs is cancelled, its transaction rolled back and closed to it (a late
+   * query fails instead of running outside the transaction), and the event is retried as for any
+   * error. Default 60000 ms.
+   */
+  handlerTimeoutMs?: number;
   /** Shown in the status as the lease holder. Default `<hostname>:<pid>:<random>`. */
   instanceId?: string;
 }
@@ -85,6 +92,8 @@ export interface ConsumerHost {
   readonly closed: boolean;
   /** Aborted when the store closes. */
   readonly closedSignal: AbortSignal;
+  /** Cancels the statement a backend runs (from another connection). */
+  cancelBackend(pid: number): Promise<void>;
   isConnectionError(error: unknown): boolean;
 }
 
@@ -93,6 +102,11 @@ class LeaseLostError extends Error {}
 
 /** Asked to stop while waiting to retry an event: leave it for the next run. */
 class StopRequested extends Error {}
+
+/** A handler call took longer than handlerTimeoutMs; a failed attempt like any other. */
+class HandlerTimeoutError extends Error {
+  override name = 'HandlerTimeoutError';
+}
 
 /**
  * A named, durable consumer of the log: processes every matching event once, in position order,
@@ -117,6 +131,7 @@ export class Consumer<Data = unknown> {
   readonly #retryDelayMs: number;
   readonly #pollIntervalMs: number;
   readonly #takeoverIntervalMs: number;
+  readonly #handlerTimeoutMs: number;
   readonly #instanceId: string;
   #running = false;
 
@@ -136,6 +151,7 @@ export class Consumer<Data = unknown> {
     if (this.#retryDelayMs > MAX_TIMER_MS) throw new InvalidInputError('options.retryDelayMs', `must be at most ${MAX_TIMER_MS}, got ${this.#retryDelayMs}`);
     this.#pollIntervalMs = positiveInteger(options.pollIntervalMs, 1000, 'options.pollIntervalMs', MAX_TIMER_MS);
     this.#takeoverIntervalMs = positiveInteger(options.takeoverIntervalMs, 1000, 'options.takeoverIntervalMs', MAX_TIMER_MS);
+    this.#handlerTimeoutMs = positiveInteger(options.handlerTimeoutMs, 60_000, 'options.handlerTimeoutMs', MAX_TIMER_MS);
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) {
       throw new InvalidInputError('options.instanceId', `must be a non-empty string, got ${describe(options.instanceId)}`);
     }
@@ -309,14 +325,19 @@ export class Consumer<Data = unknown> {
    * Connection errors and a failed compare-and-set propagate: the lease is gone.
    */
   async #attempt(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, attempt: number, signal: AbortSignal): Promise<{ index: number; error: unknown } | undefined> {
-    const transaction: ConsumerTransaction = { query: (text, values) => session.query(text, values) };
+    // Closed to the handler once this attempt ends: a handler that kept a reference (or timed
+    // out and carried on) must not run statements outside the transaction.
+    let open = true;
+    const transaction: ConsumerTransaction = {
+      query: (text, values) => (open ? session.query(text, values) : Promise.reject(new Error(`the transaction of consumer "${this.name}" has ended; use the one of the current call`))),
+    };
     await session.query('BEGIN');
     let committed = false;
     let rolledBack = false;
     try {
       for (let index = 0; index < events.length; index++) {
         try {
-          await this.#handle(events[index]!, { transaction, attempt, signal });
+          await this.#callHandler(events[index]!, { transaction, attempt, signal }, session, () => (open = false));
         } catch (error) {
           // Judge by our session, not by the error's shape: a handler's own ECONNREFUSED (its
           // HTTP call failed) is a handler failure, counted and recorded like any other.
@@ -353,7 +374,31 @@ export class Consumer<Data = unknown> {
       committed = true;
       return undefined;
     } finally {
+      open = false;
       if (!committed && !rolledBack) await session.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+
+  /** The handler, bounded by handlerTimeoutMs (see there). */
+  async #callHandler(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const running = Promise.resolve().then(() => this.#handle(event, context));
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new HandlerTimeoutError(`handler of consumer "${this.name}" did not finish within ${this.#handlerTimeoutMs} ms (event at position ${event.position})`)), this.#handlerTimeoutMs);
+    });
+    try {
+      await Promise.race([running, timedOut]);
+    } catch (error) {
+      if (error instanceof HandlerTimeoutError) {
+        running.catch(() => undefined); // it may still fail later; nobody waits for it any more
+        close();
+        // A statement of the handler may hold the session (a lock wait): cancel it so that the
+        // rollback can run.
+        await this.#host.cancelBackend(processId(session)).catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -486,6 +531,10 @@ function nonNegativeNumber(value: unknown, fallback: number, path: string): numb
 
 function backoff(failures: number, cap: number): number {
   return Math.min(cap, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
+}
+
+function processId(client: pg.Client): number {
+  return (client as unknown as { processID: number }).processID;
 }
 
 function isConnectionLost(client: pg.Client): boolean {

@@ -500,6 +500,81 @@ describe('failures at commit', () => {
   });
 });
 
+describe('handlers that hang', () => {
+  // Bugs caught: a hanging handler holding the lease forever (no standby takes over, stop and
+  // close never return), and a timed-out handler's late statement running outside any
+  // transaction (an effect without its checkpoint, applied again by the retry).
+  test('a handler that never finishes: each call times out as a failed attempt, its statement is cancelled, a late write is refused; then ConsumerFailedError', { timeout: LIMIT }, async () => {
+    const { store, schema } = await freshStore();
+    await withClient((client) => client.query(`CREATE TABLE "${schema}".late (k text)`));
+    await store.append([event('M', [], { k: 'a' }), event('M', [], { k: 'hang' })]);
+    const lateWrites: Promise<unknown>[] = [];
+    let calls = 0;
+    const consumer = store.consumer<{ k: string }>('hangs', {
+      query: M,
+      maxAttempts: 2,
+      retryDelayMs: 1,
+      handlerTimeoutMs: 300,
+      handle: async (delivered, { transaction }) => {
+        if (delivered.data.k !== 'hang') return;
+        calls += 1;
+        if (calls === 1) {
+          await transaction.query('SELECT pg_sleep(60)'); // a statement that would hold the session
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 600)); // ignores its signal, then writes late
+          lateWrites.push(transaction.query(`INSERT INTO "${schema}".late VALUES ('late')`).then(() => 'written', (error: unknown) => error));
+        }
+      },
+    });
+    const started = Date.now();
+    const outcome = await settleWithin(consumer.run(), 10_000);
+    assert.equal(outcome.state, 'rejected');
+    assert.ok(outcome.error instanceof ConsumerFailedError, `got ${String(outcome.error)}`);
+    assert.equal(outcome.error.position, 2n);
+    assert.match(String((outcome.error.cause as Error).message), /did not finish within 300 ms/);
+    assert.ok(Date.now() - started < 5000, 'the pg_sleep statement was cancelled, not waited for');
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const late = await Promise.all(lateWrites);
+    assert.ok(late.length > 0 && late.every((result) => result instanceof Error), `late writes must be refused, got ${late.map(String).join(', ')}`);
+    const { rows } = await withClient((client) => client.query(`SELECT count(*)::int AS n FROM "${schema}".late`));
+    assert.equal(rows[0].n, 0);
+    const status = await store.consumerStatus('hangs');
+    assert.equal(status.state, 'failed');
+    assert.equal(status.position, 1n);
+  });
+
+  test('abort while a handler hangs: run() resolves within about handlerTimeoutMs and the lease is free for another instance', { timeout: LIMIT }, async () => {
+    const { store } = await freshStore();
+    await store.append([event('M', [], { k: 'hang' }), event('M', [], { k: 'b' })]);
+    let hung = false;
+    const controller = new AbortController();
+    const stuck = store.consumer<{ k: string }>('hang-stop', {
+      query: M,
+      handlerTimeoutMs: 300,
+      retryDelayMs: 50,
+      handle: async (delivered) => {
+        if (delivered.data.k === 'hang' && !hung) {
+          hung = true;
+          await new Promise(() => undefined); // never settles, ignores the signal
+        }
+      },
+    }).run({ signal: controller.signal });
+    for (let waited = 0; !hung; waited += 10) {
+      assert.ok(waited < 5000);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const stopping = Date.now();
+    controller.abort();
+    assert.equal((await settleWithin(stuck, 3000)).state, 'resolved');
+    assert.ok(Date.now() - stopping < 2000, `run() took ${Date.now() - stopping} ms to stop`);
+    const next = new AbortController();
+    const taking = store.consumer('hang-stop', { query: M, handle: () => undefined }).run({ signal: next.signal });
+    await caughtUp(store, 'hang-stop', 2n);
+    next.abort();
+    await taking;
+  });
+});
+
 describe('crashes and lost sessions', () => {
   // Bugs: the effects of a batch committed apart from its checkpoint (applied twice after the
   // crash: the standby's insert hits the primary key), the checkpoint committed before the effects
