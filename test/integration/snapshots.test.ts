@@ -90,9 +90,24 @@ describe('PostgreSQL snapshot store', SUITE, () => {
     const key = freshKey();
     await store.snapshots.save(key, { position: 8n, state: 'eight' });
     await setPosition(key, 1000n);
-    assert.deepEqual(await store.snapshots.load(key), { position: 1000n, state: 'eight' });
+    assert.equal(await store.snapshots.load(key), undefined, 'a snapshot beyond the head does not count');
+    assert.equal((await storedRows(key))[0]?.position, '1000');
     await store.snapshots.save(key, { position: 3n, state: 'three' });
     assert.deepEqual(await store.snapshots.load(key), { position: 3n, state: 'three' });
+  });
+
+  // Bug caught: checking snapshots against the head only. After a restore from an older backup
+  // and new appends, another event sits at the snapshot's position and its state is wrong.
+  test('a snapshot whose position now holds another event does not count, and a save at an earlier position replaces it', async () => {
+    const key = freshKey();
+    await store.snapshots.save(key, { position: 5n, state: 'five' });
+    assert.deepEqual(await store.snapshots.load(key), { position: 5n, state: 'five' });
+    await withClient((client) =>
+      client.query(`UPDATE "${schema}".snapshots SET event_id = gen_random_uuid() WHERE name = $1 AND version = $2 AND query_hash = $3`, [key.name, key.version, key.queryHash]),
+    );
+    assert.equal(await store.snapshots.load(key), undefined);
+    await store.snapshots.save(key, { position: 2n, state: 'two' });
+    assert.deepEqual(await store.snapshots.load(key), { position: 2n, state: 'two' });
   });
 
   test('a decision model ignores a snapshot beyond the head, folds from the first event and saves a valid one', async () => {

@@ -39,6 +39,9 @@ CREATE TABLE __SCHEMA__.snapshots (
   version    integer     NOT NULL,
   query_hash text        NOT NULL,
   position   bigint      NOT NULL CHECK (position >= 0),
+  -- The id of the event at `position` when saved (NULL at 0): a snapshot whose position now holds
+  -- another event (a store restored from an older backup, appended to since) is not used.
+  event_id   uuid,
   state      jsonb       NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, version, query_hash)
