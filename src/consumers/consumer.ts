@@ -218,7 +218,9 @@ export class Consumer<Data = unknown> {
   }
 
   async #openSession(): Promise<pg.Client> {
-    const client = new pg.Client(this.#host.connectionConfig);
+    // A server that does not answer must not hold up a stop: give up connecting after 10 s (and
+    // try again with backoff). Keepalives also let this side notice a dead connection.
+    const client = new pg.Client({ connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 30_000, ...this.#host.connectionConfig });
     client.on('error', () => undefined); // surfaces as a failed query, handled there
     await client.connect();
     // Let the server notice a vanished lease holder (machine gone, no FIN) within about a minute
@@ -479,7 +481,7 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
   validateConsumerName(name);
   const position = options.position === undefined ? 0n : validatePosition(options.position, 'position');
   if (options.onReset !== undefined && typeof options.onReset !== 'function') throw new InvalidInputError('onReset', `must be a function, got ${describe(options.onReset)}`);
-  const client = new pg.Client(host.connectionConfig);
+  const client = new pg.Client({ connectionTimeoutMillis: 10_000, ...host.connectionConfig });
   client.on('error', () => undefined);
   let leased = false;
   try {

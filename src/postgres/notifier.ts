@@ -30,7 +30,7 @@ export class HeadNotifier {
   constructor(config: pg.ClientConfig, quotedChannel: string) {
     // Keepalives let the client notice a connection that died without a word (no FIN), and
     // reconnect; until then waiters fall back to polling.
-    this.#config = { ...config, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
+    this.#config = { connectionTimeoutMillis: 10_000, ...config, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
     this.#channel = quotedChannel;
   }
 
