@@ -22,7 +22,7 @@ import type { Projection } from './decisions/projection.ts';
 import type { SnapshotStore } from './decisions/snapshots.ts';
 import { HeadNotifier } from './postgres/notifier.ts';
 import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
-import { follow, validateSubscribeOptions, type FollowSource, type SubscribeOptions } from './subscriptions/follow.ts';
+import { follow, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
 
 export interface EventStoreOptions {
   /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
@@ -121,6 +121,8 @@ export class EventStore {
   readonly #snapshots: PostgresSnapshotStore;
   readonly #notifier: HeadNotifier;
   readonly #closedController = new AbortController();
+  /** What subscriptions and consumers read and wait through. */
+  readonly #host: ConsumerHost;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -136,6 +138,24 @@ export class EventStore {
       ambiguousRetries: 2,
     });
     this.#notifier = new HeadNotifier(connectionConfig, this.#quotedSchema);
+    const isClosed = (): boolean => this.#closed;
+    this.#host = {
+      schema: this.#schema,
+      quotedSchema: this.#quotedSchema,
+      connectionConfig: this.#connectionConfig,
+      read: (query, options) => this.read(query, options),
+      head: (options) => this.head(options),
+      query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
+      mark: () => this.#notifier.mark(),
+      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
+      get closed() {
+        return isClosed();
+      },
+      closedSignal: this.#closedController.signal,
+      cancelBackend: (pid) => this.#cancelBackend(pid),
+      // Raw errors of a consumer's own session, and the store's errors wrapping them.
+      isTransient: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
+    };
     this.#snapshots = new PostgresSnapshotStore(this.#quotedSchema, (operation, text, values, signal) => this.#query(operation, text, values, signal));
   }
 
@@ -297,21 +317,7 @@ export class EventStore {
    */
   subscribe<Data = unknown>(query: Query, options: SubscribeOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
     this.#assertOpen();
-    return follow<Data>(this.#followSource(), query, validateSubscribeOptions(query, options));
-  }
-
-  /** What subscriptions and consumers read through. */
-  #followSource(): FollowSource {
-    const isClosed = (): boolean => this.#closed;
-    return {
-      read: (query, options) => this.read(query, options),
-      mark: () => this.#notifier.mark(),
-      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
-      get closed() {
-        return isClosed();
-      },
-      isTransient: (error) => error instanceof EventStoreDatabaseError && isConnectionError(error.cause),
-    };
+    return follow<Data>(this.#host, query, validateSubscribeOptions(query, options));
   }
 
   /**
@@ -331,13 +337,13 @@ export class EventStore {
    */
   consumer<Data = unknown>(name: string, options: ConsumerOptions<Data>): Consumer<Data> {
     this.#assertOpen();
-    return new Consumer<Data>(this.#consumerHost(), name, options);
+    return new Consumer<Data>(this.#host, name, options);
   }
 
   /** Checkpoint, lag, lease and last error of the consumer `name` (running anywhere, or not at all). */
   consumerStatus(name: string, options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
     this.#assertOpen();
-    return consumerStatus(this.#consumerHost(), name, options);
+    return consumerStatus(this.#host, name, options);
   }
 
   /**
@@ -347,27 +353,7 @@ export class EventStore {
    */
   resetConsumer(name: string, options: ResetConsumerOptions = {}): Promise<void> {
     this.#assertOpen();
-    return resetConsumer(this.#consumerHost(), name, options);
-  }
-
-  #consumerHost(): ConsumerHost {
-    const isClosed = (): boolean => this.#closed;
-    return {
-      schema: this.#schema,
-      quotedSchema: this.#quotedSchema,
-      connectionConfig: this.#connectionConfig,
-      read: (query, options) => this.read(query, options),
-      head: (options) => this.head(options),
-      query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
-      mark: () => this.#notifier.mark(),
-      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
-      get closed() {
-        return isClosed();
-      },
-      closedSignal: this.#closedController.signal,
-      cancelBackend: (pid) => this.#cancelBackend(pid),
-      isConnectionError: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
-    };
+    return resetConsumer(this.#host, name, options);
   }
 
   /**

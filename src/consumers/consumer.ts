@@ -13,9 +13,9 @@ import {
   OperationAbortedError,
 } from '../errors.ts';
 import { describe, validatePosition, type SequencedEvent } from '../events.ts';
-import type { ReadOptions, ReadResult } from '../event-store.ts';
+import type { ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
-import { MAX_TIMER_MS } from '../subscriptions/follow.ts';
+import { MAX_TIMER_MS, type FollowSource } from '../subscriptions/follow.ts';
 
 /** The consumer's transaction: run the read model's writes here to apply them exactly once. */
 export interface ConsumerTransaction {
@@ -78,23 +78,18 @@ export interface ConsumerStatus {
   updatedAt: Date | null;
 }
 
-/** What a consumer needs from its store. */
-export interface ConsumerHost {
+/** What a consumer needs from its store: what a subscription needs, and more. */
+export interface ConsumerHost extends FollowSource {
   schema: string;
   quotedSchema: string;
   connectionConfig: pg.ClientConfig;
-  read<Data>(query: Query, options: ReadOptions): Promise<ReadResult<Data>>;
   head(options?: { signal?: AbortSignal }): Promise<bigint>;
   /** A statement on a pooled connection, errors mapped to EventStoreErrors. */
   query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
-  mark(): number;
-  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void>;
-  readonly closed: boolean;
   /** Aborted when the store closes. */
   readonly closedSignal: AbortSignal;
   /** Cancels the statement a backend runs (from another connection). */
   cancelBackend(pid: number): Promise<void>;
-  isConnectionError(error: unknown): boolean;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
@@ -198,7 +193,7 @@ export class Consumer<Data = unknown> {
           // Returned: asked to stop. Ending the session below gives the lease back.
         } catch (error) {
           if (error instanceof StopRequested) return;
-          if (!(error instanceof LeaseLostError) && !this.#host.isConnectionError(error)) throw asEventStoreError(error, this.name);
+          if (!(error instanceof LeaseLostError) && !this.#host.isTransient(error)) throw asEventStoreError(error, this.name);
           // The session is gone or unusable, and with it the lease: start over on a new one.
           await session?.end().catch(() => undefined);
           session = undefined;
@@ -361,7 +356,7 @@ export class Consumer<Data = unknown> {
         if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
         await session.query('COMMIT');
       } catch (error) {
-        if (error instanceof LeaseLostError || isConnectionLost(session) || this.#host.isConnectionError(error)) throw error;
+        if (error instanceof LeaseLostError || isConnectionLost(session) || this.#host.isTransient(error)) throw error;
         // The handlers' work failed as a whole: a deferred constraint at COMMIT, or a handler
         // that swallowed an SQL error and left the transaction aborted. Blame the last event; the
         // caller commits the events before it and retries it alone, which narrows it down.

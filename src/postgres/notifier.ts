@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { wakeableWait } from '../subscriptions/follow.ts';
 
 const RECENT_NOTIFICATIONS = 256;
 
@@ -50,17 +51,10 @@ export class HeadNotifier {
     const oldest = this.#recent[0];
     if (oldest !== undefined && since < oldest.sequence - 1) return Promise.resolve();
     if (this.#recent.some((notification) => notification.sequence > since && notification.head > position)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.#waiters.delete(waiter);
-        resolve();
-      };
-      const waiter: Waiter = { position, wake: done };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
+    return wakeableWait(timeoutMs, signal, (wake) => {
+      const waiter: Waiter = { position, wake };
       this.#waiters.add(waiter);
+      return () => this.#waiters.delete(waiter);
     });
   }
 

@@ -37,6 +37,24 @@ export interface FollowSource {
   isTransient(error: unknown): boolean;
 }
 
+/**
+ * Waits until the wake function given to `register` is called, `timeoutMs` passes or `signal`
+ * aborts. `register` stores the wake function where wakers find it and returns its removal.
+ */
+export function wakeableWait(timeoutMs: number, signal: AbortSignal, register: (wake: () => void) => () => void): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', wake);
+      unregister();
+      resolve();
+    };
+    const timer = setTimeout(wake, timeoutMs);
+    signal.addEventListener('abort', wake, { once: true });
+    const unregister = register(wake);
+  });
+}
+
 export interface ValidatedSubscribeOptions {
   after: bigint;
   batchSize: number;

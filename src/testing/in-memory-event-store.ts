@@ -9,7 +9,7 @@ import type { AppendCondition, EventInput, JsonValue, SequencedEvent } from '../
 import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
 import type { Query } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
-import { follow, validateSubscribeOptions, type SubscribeOptions } from '../subscriptions/follow.ts';
+import { follow, validateSubscribeOptions, wakeableWait, type SubscribeOptions } from '../subscriptions/follow.ts';
 
 /**
  * An event store in memory with the PostgreSQL store's interface and semantics (`append`, `read`,
@@ -150,16 +150,9 @@ export class InMemoryEventStore {
 
   #waitForAppend(position: bigint, timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (this.#closed || signal.aborted || this.#head() > position) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.#waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
-      this.#waiters.add(done);
+    return wakeableWait(timeoutMs, signal, (wake) => {
+      this.#waiters.add(wake);
+      return () => this.#waiters.delete(wake);
     });
   }
 
