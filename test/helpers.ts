@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { after, before } from 'node:test';
 import pg from 'pg';
-import { EventStore, type EventStoreOptions } from '../src/index.ts';
+import { EventStore, type CommandStore, type EventInput, type EventStoreOptions, type Query, type ReadOptions, type ReadResult } from '../src/index.ts';
 
 export function databaseUrl(): string {
   const url = process.env.DATABASE_URL;
@@ -25,6 +25,66 @@ export async function createTestStore(options: EventStoreOptions = {}): Promise<
     dispose: async () => {
       await store.close();
       await dropSchema(schema);
+    },
+  };
+}
+
+/**
+ * `count` store instances on one fresh schema, as `count` processes would have (own pools, own
+ * batchers); `stores[0]` created it. `dispose()` closes them all and drops the schema.
+ */
+export async function createTestStores(count: number, options: EventStoreOptions = {}): Promise<{ stores: EventStore[]; schema: string; dispose: () => Promise<void> }> {
+  const created = await createTestStore(options);
+  const others = await Promise.all(Array.from({ length: count - 1 }, () => connectToSchema(created.schema, options)));
+  return {
+    stores: [created.store, ...others],
+    schema: created.schema,
+    dispose: async () => {
+      await Promise.all(others.map((store) => store.close()));
+      await created.dispose();
+    },
+  };
+}
+
+/** Starts `count` racers at once behind a gate, each on the next of `stores`, and waits for every outcome. */
+export async function race<T>(stores: readonly EventStore[], count: number, racer: (store: EventStore, index: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+  const gate = startGate();
+  const racing = Array.from({ length: count }, async (_, index) => {
+    await gate.wait();
+    return racer(stores[index % stores.length]!, index);
+  });
+  gate.open();
+  return Promise.allSettled(racing);
+}
+
+/**
+ * `inner`, except that `interference` is appended right after the first read: another writer
+ * got in between a command's read and its append. `appends` records how each append ended.
+ */
+export function interferingStore(inner: EventStore, interference: EventInput): { store: CommandStore; appends: string[] } {
+  let pending = true;
+  const appends: string[] = [];
+  return {
+    appends,
+    store: {
+      read: async <Data,>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>> => {
+        const result = await inner.read<Data>(query, options);
+        if (pending) {
+          pending = false;
+          await inner.append(interference);
+        }
+        return result;
+      },
+      append: async (events, condition, options) => {
+        try {
+          const result = await inner.append(events, condition, options);
+          appends.push('appended');
+          return result;
+        } catch (error) {
+          appends.push((error as Error).name);
+          throw error;
+        }
+      },
     },
   };
 }

@@ -10,15 +10,11 @@ import {
   QueryItem,
   RetriesExhaustedError,
   executeCommand,
-  type CommandStore,
-  type EventInput,
   type EventStore,
-  type ReadOptions,
-  type ReadResult,
   type SequencedEvent,
 } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, keepEventLoopAliveDuringTests, startGate } from '../../test/helpers.ts';
+import { connectToSchema, createTestStore, interferingStore, keepEventLoopAliveDuringTests, startGate } from '../../test/helpers.ts';
 import {
   MAX_ORDER_ITEMS,
   OrderAlreadyExistsError,
@@ -212,28 +208,12 @@ describe('on PostgreSQL', () => {
     await store.append([orderOpened(orderId, 'c1', earlier), ...Array.from({ length: count }, (_, index) => orderItemAdded(orderId, `sku-${index}`, 1, earlier))]);
   }
 
-  /** The store, except that `interference` is appended right after the first read (the load). */
-  function interfering(interference: EventInput): CommandStore {
-    let pending = true;
-    return {
-      read: async <Data,>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>> => {
-        const result = await store.read<Data>(query, options);
-        if (pending) {
-          pending = false;
-          await store.append(interference);
-        }
-        return result;
-      },
-      append: (events, condition, options) => store.append(events, condition, options),
-    };
-  }
-
   test('the append condition is the expected version: saving after someone else saved fails, and nothing is written', async () => {
     const orderId = newOrderId();
     await openWithItems(orderId, 1);
     const loaded = await loadOrder(store, orderId);
     assert.equal(loaded.version, 2);
-    const racing = interfering(orderItemAdded(orderId, 'sku-theirs', 1, now));
+    const racing = interferingStore(store, orderItemAdded(orderId, 'sku-theirs', 1, now)).store;
     // One attempt only: the conflict itself, instead of a retry.
     await assert.rejects(
       executeCommand(racing, addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now }, { maxAttempts: 1 }),
@@ -245,7 +225,7 @@ describe('on PostgreSQL', () => {
   test('with the retry of execute: loaded again and decided again on the new version; both updates are kept', async () => {
     const orderId = newOrderId();
     await openWithItems(orderId, 1);
-    const result = await executeCommand(interfering(orderItemAdded(orderId, 'sku-theirs', 1, now)), addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now });
+    const result = await executeCommand(interferingStore(store, orderItemAdded(orderId, 'sku-theirs', 1, now)).store, addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now });
     assert.equal(result.attempts, 2);
     assert.equal(result.state.order.version, 3);
     const order = await loadOrder(store, orderId);
@@ -256,7 +236,7 @@ describe('on PostgreSQL', () => {
     const orderId = newOrderId();
     await openWithItems(orderId, 1);
     await assert.rejects(
-      executeCommand(interfering(orderItemAdded(orderId, 'sku-theirs', 1, now)), addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now, expectedVersion: 2 }),
+      executeCommand(interferingStore(store, orderItemAdded(orderId, 'sku-theirs', 1, now)).store, addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now, expectedVersion: 2 }),
       (error: unknown) => error instanceof OrderVersionConflictError && error.actualVersion === 3,
     );
   });
@@ -265,7 +245,7 @@ describe('on PostgreSQL', () => {
     const [orderId, otherId] = [newOrderId(), newOrderId()];
     await openWithItems(orderId, 1);
     await openWithItems(otherId, 1);
-    const result = await executeCommand(interfering(orderItemAdded(otherId, 'sku-x', 1, now)), addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now });
+    const result = await executeCommand(interferingStore(store, orderItemAdded(otherId, 'sku-x', 1, now)).store, addOrderItem, { orderId, sku: 'sku-mine', quantity: 1, at: now });
     assert.equal(result.attempts, 1);
   });
 

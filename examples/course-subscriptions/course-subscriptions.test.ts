@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Query, QueryItem, executeCommand, type CommandStore, type EventStore, type ReadOptions } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, startGate } from '../../test/helpers.ts';
+import { createTestStores, race } from '../../test/helpers.ts';
 import {
   CourseAlreadyDefinedError,
   CourseCapacityUnchangedError,
@@ -169,16 +169,8 @@ describe('on PostgreSQL', () => {
   let stores: EventStore[] = [];
   let dispose: () => Promise<void>;
 
-  before(async () => {
-    const created = await createTestStore({ poolSize: 4 });
-    dispose = created.dispose;
-    const others = await Promise.all(Array.from({ length: INSTANCES - 1 }, () => connectToSchema(created.schema, { poolSize: 4 })));
-    stores = [created.store, ...others];
-  });
-  after(async () => {
-    await Promise.all(stores.slice(1).map((store) => store.close()));
-    await dispose?.();
-  });
+  before(async () => ({ stores, dispose } = await createTestStores(INSTANCES, { poolSize: 4 })));
+  after(() => dispose?.());
 
   const newId = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
   const subscriptionsOf = async (tag: string): Promise<string[]> => {
@@ -186,16 +178,6 @@ describe('on PostgreSQL', () => {
     return events.map((event) => `${event.data.studentId}@${event.data.courseId}`);
   };
 
-  /** Starts every racer at once, each on the next store instance, and waits for all outcomes. */
-  async function race<T>(count: number, racer: (store: EventStore, index: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
-    const gate = startGate();
-    const racing = Array.from({ length: count }, async (_, index) => {
-      await gate.wait();
-      return racer(stores[index % stores.length]!, index);
-    });
-    gate.open();
-    return Promise.allSettled(racing);
-  }
 
   const rejections = (results: PromiseSettledResult<unknown>[]): unknown[] => results.flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
 
@@ -236,7 +218,7 @@ describe('on PostgreSQL', () => {
   test(`30 students race for 3 seats from ${INSTANCES} store instances: exactly 3 subscribe, 27 get CourseFullError`, async () => {
     const courseId = newId('course');
     await stores[0]!.execute(defineCourse, { courseId, capacity: 3 });
-    const results = await race(30, (store) => store.execute(subscribeStudentToCourse, { studentId: newId('student'), courseId }, { maxAttempts: 50 }));
+    const results = await race(stores, 30, (store) => store.execute(subscribeStudentToCourse, { studentId: newId('student'), courseId }, { maxAttempts: 50 }));
     const errors = rejections(results);
     assert.equal(errors.length, 27);
     for (const error of errors) assert.ok(error instanceof CourseFullError, String(error));
@@ -247,7 +229,7 @@ describe('on PostgreSQL', () => {
     const studentId = newId('student');
     const courseIds = Array.from({ length: 12 }, () => newId('course'));
     for (const courseId of courseIds) await stores[0]!.execute(defineCourse, { courseId, capacity: 10 });
-    const results = await race(courseIds.length, (store, index) => store.execute(subscribeStudentToCourse, { studentId, courseId: courseIds[index]! }, { maxAttempts: 50 }));
+    const results = await race(stores, courseIds.length, (store, index) => store.execute(subscribeStudentToCourse, { studentId, courseId: courseIds[index]! }, { maxAttempts: 50 }));
     const errors = rejections(results);
     assert.equal(errors.length, courseIds.length - MAX_COURSES_PER_STUDENT);
     for (const error of errors) assert.ok(error instanceof StudentSubscriptionLimitReachedError, String(error));
@@ -257,7 +239,7 @@ describe('on PostgreSQL', () => {
   test('subscriptions of different students to different courses never conflict: each succeeds at the first attempt', async () => {
     const pairs = Array.from({ length: 20 }, () => ({ studentId: newId('student'), courseId: newId('course') }));
     for (const { courseId } of pairs) await stores[0]!.execute(defineCourse, { courseId, capacity: 1 });
-    const results = await race(pairs.length, (store, index) => store.execute(subscribeStudentToCourse, pairs[index]!, { maxAttempts: 1 }));
+    const results = await race(stores, pairs.length, (store, index) => store.execute(subscribeStudentToCourse, pairs[index]!, { maxAttempts: 1 }));
     assert.deepEqual(
       results.map((result) => (result.status === 'fulfilled' ? result.value.attempts : String(result.reason))),
       pairs.map(() => 1),

@@ -6,15 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import {
   Query,
   executeCommand,
-  type CommandStore,
-  type EventInput,
   type EventStore,
-  type ReadOptions,
-  type ReadResult,
   type SequencedEvent,
 } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, keepEventLoopAliveDuringTests, startGate } from '../../test/helpers.ts';
+import { connectToSchema, createTestStore, interferingStore, keepEventLoopAliveDuringTests, startGate } from '../../test/helpers.ts';
 import {
   EmptyCartError,
   InvalidProductPriceError,
@@ -245,38 +241,6 @@ describe('on PostgreSQL', () => {
     await dispose();
   });
 
-  /**
-   * The store, except that `interference` is appended right after the decision model was read.
-   * `appends` records how each append of the command ended.
-   */
-  function interfering(interference: EventInput): { store: CommandStore; appends: string[] } {
-    let pending = true;
-    const appends: string[] = [];
-    return {
-      appends,
-      store: {
-        read: async <Data,>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>> => {
-          const result = await store.read<Data>(query, options);
-          if (pending) {
-            pending = false;
-            await store.append(interference);
-          }
-          return result;
-        },
-        append: async (events, condition, options) => {
-          try {
-            const result = await store.append(events, condition, options);
-            appends.push('appended');
-            return result;
-          } catch (error) {
-            appends.push((error as Error).name);
-            throw error;
-          }
-        },
-      },
-    };
-  }
-
   async function wholeLog(): Promise<SequencedEvent[]> {
     return (await store.read(Query.all())).events;
   }
@@ -285,7 +249,7 @@ describe('on PostgreSQL', () => {
     const product = newId();
     await store.append(productDefined(product, 100, minutesAgo(60)));
     // The change took effect 11 minutes before the order: once it is known, 100 is stale.
-    const racing = interfering(productPriceChanged(product, 120, minutesAgo(11)));
+    const racing = interferingStore(store, productPriceChanged(product, 120, minutesAgo(11)));
     await assert.rejects(executeCommand(racing.store, orderProduct, { productId: product, displayedPrice: 100, at: now }), invalidPriceFor(product));
     assert.deepEqual(racing.appends, ['AppendConditionFailedError'], 'the first decision was refused by the store; the second one by the rule');
     assert.deepEqual(ordersAtInvalidPrices(await wholeLog()), []);
@@ -296,11 +260,11 @@ describe('on PostgreSQL', () => {
     await store.append([productDefined(inCart, 100, minutesAgo(60)), productDefined(alsoInCart, 200, minutesAgo(60)), productDefined(elsewhere, 300, minutesAgo(60))]);
     const cart = { items: [{ productId: inCart, displayedPrice: 100 }, { productId: alsoInCart, displayedPrice: 200 }], at: now };
 
-    const unrelated = interfering(productPriceChanged(elsewhere, 310, minutesAgo(30)));
+    const unrelated = interferingStore(store, productPriceChanged(elsewhere, 310, minutesAgo(30)));
     await executeCommand(unrelated.store, orderProducts, cart);
     assert.deepEqual(unrelated.appends, ['appended'], 'a change outside the cart is outside the decision’s boundary');
 
-    const related = interfering(productPriceChanged(alsoInCart, 210, minutesAgo(30)));
+    const related = interferingStore(store, productPriceChanged(alsoInCart, 210, minutesAgo(30)));
     await assert.rejects(executeCommand(related.store, orderProducts, cart), invalidPriceFor(alsoInCart));
     assert.deepEqual(related.appends, ['AppendConditionFailedError']);
     assert.deepEqual(ordersAtInvalidPrices(await wholeLog()), []);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Query, QueryItem, executeCommand, type CommandStore, type EventStore, type ReadOptions } from '../../src/index.ts';
 import { CommandHandlerSpecification, InMemoryEventStore, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, startGate } from '../../test/helpers.ts';
+import { createTestStores, startGate } from '../../test/helpers.ts';
 import { InvalidInvoiceAmountError, createInvoice, invoiceCreated, isInvoiceError, nextInvoiceNumber } from './domain.ts';
 
 const at = new Date('2026-03-01T12:00:00Z');
@@ -78,16 +78,8 @@ describe('on PostgreSQL', () => {
   let stores: EventStore[] = [];
   let dispose: () => Promise<void>;
 
-  before(async () => {
-    const created = await createTestStore({ poolSize: 4 });
-    dispose = created.dispose;
-    const others = await Promise.all(Array.from({ length: INSTANCES - 1 }, () => connectToSchema(created.schema, { poolSize: 4 })));
-    stores = [created.store, ...others];
-  });
-  after(async () => {
-    await Promise.all(stores.slice(1).map((store) => store.close()));
-    await dispose?.();
-  });
+  before(async () => ({ stores, dispose } = await createTestStores(INSTANCES, { poolSize: 4 })));
+  after(() => dispose?.());
 
   test(`${INVOICES} invoices created at once from ${INSTANCES} store instances: numbered 1..${INVOICES} in position order, no gap, no duplicate`, async () => {
     const gate = startGate();

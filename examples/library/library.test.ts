@@ -20,7 +20,7 @@ import {
   type ReadResult,
 } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification, type SpecificationOptions } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, databaseUrl, keepEventLoopAliveDuringTests, startGate, withClient } from '../../test/helpers.ts';
+import { connectToSchema, createTestStore, databaseUrl, interferingStore, keepEventLoopAliveDuringTests, startGate, withClient } from '../../test/helpers.ts';
 import {
   BookCopyAlreadyLentError,
   BookCopyNotInCirculationError,
@@ -348,35 +348,6 @@ function readTogether(stores: EventStore[]): CommandStore[] {
   });
 }
 
-/** The store, except that `interference` is appended right after the first read; `appends` records how each append ended. */
-function interfering(interference: EventInput): { store: CommandStore; appends: string[] } {
-  let pending = true;
-  const appends: string[] = [];
-  return {
-    appends,
-    store: {
-      read: async <Data,>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>> => {
-        const result = await store.read<Data>(query, options);
-        if (pending) {
-          pending = false;
-          await store.append(interference);
-        }
-        return result;
-      },
-      append: async (events, condition, options) => {
-        try {
-          const result = await store.append(events, condition, options);
-          appends.push('appended');
-          return result;
-        } catch (error) {
-          appends.push((error as Error).name);
-          throw error;
-        }
-      },
-    },
-  };
-}
-
 interface RaceOutcome {
   winners: string[];
   /** Commands whose only attempt was refused by the append condition. */
@@ -433,7 +404,7 @@ describe('consistency boundaries', () => {
     const [book, reader, rival] = [newId('book'), newId('reader'), newId('reader')];
     await given(added(book), registered(reader), registered(rival));
     // Someone lends the copy to the rival between our read and our append; one attempt only.
-    const racing = interfering(lent(book, rival));
+    const racing = interferingStore(store, lent(book, rival));
     await assert.rejects(
       executeCommand(racing.store, lendBookCopyToReader, { bookId: book, readerId: reader, at }, { maxAttempts: 1 }),
       (error: unknown) => error instanceof RetriesExhaustedError && error.cause instanceof AppendConditionFailedError,
@@ -444,7 +415,7 @@ describe('consistency boundaries', () => {
   test('execute decides again on the new facts: a domain error, not a conflict', async () => {
     const [book, reader, rival] = [newId('book'), newId('reader'), newId('reader')];
     await given(added(book), registered(reader), registered(rival));
-    const racing = interfering(lent(book, rival));
+    const racing = interferingStore(store, lent(book, rival));
     await assert.rejects(executeCommand(racing.store, lendBookCopyToReader, { bookId: book, readerId: reader, at }), errorWith(BookCopyAlreadyLentError, { lentTo: rival }));
     assert.deepEqual(racing.appends, ['AppendConditionFailedError']);
     assert.deepEqual(await lendingsOf(book), [rival]);
@@ -453,7 +424,7 @@ describe('consistency boundaries', () => {
   test('a change outside the boundary (another copy, another reader) does not conflict', async () => {
     const [book, reader, otherBook, otherReader] = [newId('book'), newId('reader'), newId('book'), newId('reader')];
     await given(added(book), registered(reader), added(otherBook), registered(otherReader));
-    const racing = interfering(lent(otherBook, otherReader));
+    const racing = interferingStore(store, lent(otherBook, otherReader));
     const result = await executeCommand(racing.store, lendBookCopyToReader, { bookId: book, readerId: reader, at });
     assert.equal(result.attempts, 1);
     assert.deepEqual(await lendingsOf(book), [reader]);

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Query, QueryItem, type EventStore } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, startGate } from '../../test/helpers.ts';
+import { createTestStores, race } from '../../test/helpers.ts';
 import {
   EmailAlreadyConfirmedError,
   InvalidOtpError,
@@ -130,32 +130,14 @@ describe('on PostgreSQL', () => {
   let stores: EventStore[] = [];
   let dispose: () => Promise<void>;
 
-  before(async () => {
-    const created = await createTestStore({ poolSize: 4 });
-    dispose = created.dispose;
-    const others = await Promise.all(Array.from({ length: INSTANCES - 1 }, () => connectToSchema(created.schema, { poolSize: 4 })));
-    stores = [created.store, ...others];
-  });
-  after(async () => {
-    await Promise.all(stores.slice(1).map((store) => store.close()));
-    await dispose?.();
-  });
+  before(async () => ({ stores, dispose } = await createTestStores(INSTANCES, { poolSize: 4 })));
+  after(() => dispose?.());
 
   const newEmail = (): string => `${randomUUID().slice(0, 8)}@example.com`;
   const confirmationsOf = async (emailAddress: string): Promise<string[]> => {
     const { events } = await stores[0]!.read<{ otp: string }>(Query.of(QueryItem.types('SignUpConfirmed').tags(emailTag(emailAddress))));
     return events.map((event) => event.data.otp);
   };
-
-  async function race<T>(count: number, racer: (store: EventStore, index: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
-    const gate = startGate();
-    const racing = Array.from({ length: count }, async (_, index) => {
-      await gate.wait();
-      return racer(stores[index % stores.length]!, index);
-    });
-    gate.open();
-    return Promise.allSettled(racing);
-  }
 
   const rejections = (results: PromiseSettledResult<unknown>[]): unknown[] => results.flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
 
@@ -175,7 +157,7 @@ describe('on PostgreSQL', () => {
     const emailAddress = newEmail();
     const otp = generateOtp();
     await stores[0]!.execute(initiateSignUp, { emailAddress, otp, at: t0 });
-    const results = await race(16, (store) => store.execute(confirmSignUp, { emailAddress, otp, at: later(MINUTE) }, { maxAttempts: 50 }));
+    const results = await race(stores, 16, (store) => store.execute(confirmSignUp, { emailAddress, otp, at: later(MINUTE) }, { maxAttempts: 50 }));
     const errors = rejections(results);
     assert.equal(errors.length, 15);
     for (const error of errors) assert.ok(error instanceof OtpAlreadyUsedError, String(error));
@@ -186,7 +168,7 @@ describe('on PostgreSQL', () => {
     const emailAddress = newEmail();
     const otps = ['111111', '222222', '333333'];
     for (const otp of otps) await stores[0]!.execute(initiateSignUp, { emailAddress, otp, at: t0 });
-    const results = await race(12, (store, index) => store.execute(confirmSignUp, { emailAddress, otp: otps[index % otps.length]!, at: later(MINUTE) }, { maxAttempts: 50 }));
+    const results = await race(stores, 12, (store, index) => store.execute(confirmSignUp, { emailAddress, otp: otps[index % otps.length]!, at: later(MINUTE) }, { maxAttempts: 50 }));
     const errors = rejections(results);
     assert.equal(errors.length, 11);
     for (const error of errors) assert.ok(error instanceof OtpAlreadyUsedError || error instanceof EmailAlreadyConfirmedError, String(error));

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Query, QueryItem, buildDecisionModel, type EventStore } from '../../src/index.ts';
 import { CommandHandlerSpecification, ProjectionSpecification } from '../../src/testing/index.ts';
-import { connectToSchema, createTestStore, startGate } from '../../test/helpers.ts';
+import { createTestStores, race } from '../../test/helpers.ts';
 import {
   AccountAlreadyRegisteredError,
   AccountClosedError,
@@ -175,16 +175,8 @@ describe('on PostgreSQL', () => {
   let stores: EventStore[] = [];
   let dispose: () => Promise<void>;
 
-  before(async () => {
-    const created = await createTestStore({ poolSize: 4 });
-    dispose = created.dispose;
-    const others = await Promise.all(Array.from({ length: INSTANCES - 1 }, () => connectToSchema(created.schema, { poolSize: 4 })));
-    stores = [created.store, ...others];
-  });
-  after(async () => {
-    await Promise.all(stores.slice(1).map((store) => store.close()));
-    await dispose?.();
-  });
+  before(async () => ({ stores, dispose } = await createTestStores(INSTANCES, { poolSize: 4 })));
+  after(() => dispose?.());
 
   const newId = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 
@@ -194,16 +186,6 @@ describe('on PostgreSQL', () => {
       Query.of(QueryItem.types('AccountRegistered', 'UsernameChanged').tags(usernameTag(username))),
     );
     return events.filter((event) => (event.data.username ?? event.data.newUsername) === username).map((event) => event.data.accountId);
-  }
-
-  async function race<T>(count: number, racer: (store: EventStore, index: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
-    const gate = startGate();
-    const racing = Array.from({ length: count }, async (_, index) => {
-      await gate.wait();
-      return racer(stores[index % stores.length]!, index);
-    });
-    gate.open();
-    return Promise.allSettled(racing);
   }
 
   test('close, wait out the retention, claim: the times come from the events as stored', async () => {
@@ -224,7 +206,7 @@ describe('on PostgreSQL', () => {
     const renaming = Array.from({ length: 10 }, () => newId('account'));
     for (const accountId of renaming) await store.execute(registerAccount, { accountId, username: newId('old'), at: t0 });
     const registering = Array.from({ length: 10 }, () => newId('account'));
-    const results = await race(20, (racer, index): Promise<unknown> =>
+    const results = await race(stores, 20, (racer, index): Promise<unknown> =>
       index % 2 === 0
         ? racer.execute(registerAccount, { accountId: registering[index / 2]!, username, at: later(DAY) }, { maxAttempts: 50 })
         : racer.execute(changeUsername, { accountId: renaming[(index - 1) / 2]!, newUsername: username, at: later(DAY) }, { maxAttempts: 50 }),
@@ -239,7 +221,7 @@ describe('on PostgreSQL', () => {
   });
 
   test('claims of different usernames never conflict: each succeeds at the first attempt', async () => {
-    const results = await race(20, (racer) => racer.execute(registerAccount, { accountId: newId('account'), username: newId('name'), at: t0 }, { maxAttempts: 1 }));
+    const results = await race(stores, 20, (racer) => racer.execute(registerAccount, { accountId: newId('account'), username: newId('name'), at: t0 }, { maxAttempts: 1 }));
     assert.deepEqual(
       results.map((result) => (result.status === 'fulfilled' ? result.value.attempts : String(result.reason))),
       results.map(() => 1),
