@@ -79,13 +79,13 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
   // those with one from their snapshot's position, and one "last event" read per projection that
   // only needs that. Each read has its own head; the condition uses the lowest, so any relevant
   // event a read could not have seen counts as a conflict.
-  let reads = await runReads(store, planReads(entries, loaded), signal);
+  let reads = await runReads(store, planReads(entries, loaded, query), signal);
   // A snapshot beyond its read's head belongs to a store that has since lost events (restored
   // from an older backup): it is not valid here. Drop it and read again.
   const stale = reads.filter((read) => read.after > read.result.head).flatMap((read) => read.names);
   if (stale.length > 0) {
     for (const name of stale) loaded.delete(name);
-    reads = await runReads(store, planReads(entries, loaded), signal);
+    reads = await runReads(store, planReads(entries, loaded, query), signal);
   }
 
   const state: Record<string, unknown> = {};
@@ -124,7 +124,8 @@ interface PlannedRead {
   names: string[];
 }
 
-function planReads(entries: readonly [string, Projection<unknown>][], snapshots: ReadonlyMap<string, Snapshot>): PlannedRead[] {
+/** `merged`: every projection's query merged, the read's query when one read serves them all (the usual case). */
+function planReads(entries: readonly [string, Projection<unknown>][], snapshots: ReadonlyMap<string, Snapshot>, merged: Query): PlannedRead[] {
   const reads: PlannedRead[] = [];
   const byStart = new Map<bigint, string[]>();
   for (const [name, projection] of entries) {
@@ -137,7 +138,8 @@ function planReads(entries: readonly [string, Projection<unknown>][], snapshots:
   }
   const projectionsByName = new Map(entries);
   for (const [after, names] of byStart) {
-    reads.push({ query: mergeQueries(names.map((name) => projectionsByName.get(name)!.query)), after, onlyLastEvent: false, names });
+    const query = names.length === entries.length ? merged : mergeQueries(names.map((name) => projectionsByName.get(name)!.query));
+    reads.push({ query, after, onlyLastEvent: false, names });
   }
   return reads;
 }
