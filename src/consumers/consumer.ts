@@ -183,9 +183,9 @@ export class Consumer<Data = unknown> {
         try {
           // A standby keeps its session and asks for the lease again every takeoverIntervalMs.
           session ??= await this.#openSession();
-          const leased = await session.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [this.#host.schema, this.name]);
+          const leased = await tryLease(session, this.#host.schema, this.name);
           failures = 0;
-          if (!leased.rows[0]!.leased) {
+          if (!leased) {
             await sleep(this.#takeoverIntervalMs, undefined, { signal }).catch(() => undefined);
             continue;
           }
@@ -249,7 +249,7 @@ export class Consumer<Data = unknown> {
     let cursor = checkpoint; // read up to here; checkpoint <= cursor
     let lastIdleSave = 0;
     try {
-      while (!signal.aborted && !this.#host.closed) {
+      while (!signal.aborted) {
         let result: ReadResult<Data>;
         const mark = this.#host.mark();
         try {
@@ -279,7 +279,7 @@ export class Consumer<Data = unknown> {
       await session
         .query(`UPDATE ${table} SET status = CASE WHEN status = 'failed' THEN status ELSE 'idle' END, updated_at = now() WHERE name = $1 AND owner = $2`, [this.name, this.#instanceId])
         .catch(() => undefined);
-      await session.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [this.#host.schema, this.name]).catch(() => undefined);
+      await releaseLease(session, this.#host.schema, this.name);
     }
   }
 
@@ -481,7 +481,7 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
   let leased = false;
   try {
     await client.connect();
-    leased = (await client.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [host.schema, name])).rows[0]!.leased;
+    leased = await tryLease(client, host.schema, name);
     if (!leased) throw new ConsumerRunningError(name);
     await client.query('BEGIN');
     const head = BigInt((await client.query<{ position: string }>(`SELECT position FROM ${host.quotedSchema}.head`)).rows[0]!.position);
@@ -498,7 +498,7 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
     if (error instanceof EventStoreError) throw error;
     throw new EventStoreDatabaseError(`resetting consumer "${name}" failed: ${(error as Error).message}`, error);
   } finally {
-    if (leased) await client.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [host.schema, name]).catch(() => undefined);
+    if (leased) await releaseLease(client, host.schema, name);
     await client.end().catch(() => undefined);
   }
 }
@@ -507,6 +507,19 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
 function asEventStoreError(error: unknown, name: string): unknown {
   if (error instanceof EventStoreError || !(error instanceof Error)) return error;
   return new EventStoreDatabaseError(`consumer "${name}": ${error.message}`, error);
+}
+
+/**
+ * A consumer's lease: the session advisory lock keyed (hashtext(schema), hashtext(name)). The
+ * status query looks for the same key in pg_locks (classid, objid, objsubid = 2).
+ */
+async function tryLease(session: pg.Client, schema: string, name: string): Promise<boolean> {
+  const { rows } = await session.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [schema, name]);
+  return rows[0]!.leased;
+}
+
+async function releaseLease(session: pg.Client, schema: string, name: string): Promise<void> {
+  await session.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [schema, name]).catch(() => undefined);
 }
 
 function validateConsumerName(name: unknown): asserts name is string {
