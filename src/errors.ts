@@ -13,7 +13,10 @@ export type EventStoreErrorCode =
   | 'RETRIES_EXHAUSTED'
   | 'CONSUMER_FAILED'
   | 'CHECKPOINT_AHEAD'
-  | 'CONSUMER_RUNNING';
+  | 'CONSUMER_RUNNING'
+  | 'APPEND_OUTCOME_UNKNOWN'
+  | 'OVERLOADED'
+  | 'TIMEOUT';
 
 /**
  * Base class of every error this library throws. Switch on `code`, which is stable across
@@ -183,6 +186,54 @@ export class ConsumerRunningError extends EventStoreError {
   constructor(consumer: string) {
     super('CONSUMER_RUNNING', `consumer "${consumer}" is running (an instance holds its lease); stop it first`);
     this.consumer = consumer;
+  }
+}
+
+/**
+ * The store cannot tell whether the append was written: the connection was lost (or the caller
+ * aborted, or the deadline passed) after the append had been sent, and resending it with the same
+ * event ids until `appendTimeoutMs` did not settle the question. It is written entirely or not at
+ * all, never partly, and at most once. To settle it, append the same events again with the same
+ * `ids` (give your own ids when you need safe retries): an exact repeat of a stored append returns
+ * its original position and writes nothing.
+ */
+export class AppendOutcomeUnknownError extends EventStoreError {
+  /** The ids of the append's events, in order: repeat the append with these ids to settle it. */
+  readonly ids: readonly string[];
+
+  constructor(ids: readonly string[], reason: string, cause?: unknown) {
+    super('APPEND_OUTCOME_UNKNOWN', `the outcome of the append is unknown (${reason}); it was written entirely or not at all: repeat it with the same event ids to find out`, { cause });
+    this.ids = ids;
+  }
+}
+
+/**
+ * The store refused the operation at once because too much is waiting already (more than
+ * `maxQueuedAppends` appends queued). Nothing was written; retry later, with backoff.
+ */
+export class EventStoreOverloadedError extends EventStoreError {
+  readonly limit: number;
+
+  constructor(what: string, limit: number) {
+    super('OVERLOADED', `the event store is overloaded: ${what} (limit ${limit}); nothing was written, retry later`);
+    this.limit = limit;
+  }
+}
+
+/**
+ * The operation did not finish within its deadline (`readTimeoutMs`, `connectTimeoutMs`, or
+ * `appendTimeoutMs` for an append still queued, which was then never sent). For an append this
+ * error means nothing was written; an append that was sent and then timed out gets
+ * {@link AppendOutcomeUnknownError} instead.
+ */
+export class OperationTimeoutError extends EventStoreError {
+  readonly operation: string;
+  readonly timeoutMs: number;
+
+  constructor(operation: string, timeoutMs: number, detail = '') {
+    super('TIMEOUT', `${operation} did not finish within ${timeoutMs} ms${detail ? `: ${detail}` : ''}`);
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
   }
 }
 

@@ -18,6 +18,9 @@ export {
   ConsumerFailedError,
   CheckpointAheadError,
   ConsumerRunningError,
+  AppendOutcomeUnknownError,
+  EventStoreOverloadedError,
+  OperationTimeoutError,
   isAppendConditionFailedError,
   isEventStoreError,
 } from './errors.ts';
