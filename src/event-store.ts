@@ -21,6 +21,7 @@ import type { StatesOf } from './decisions/decision-model.ts';
 import type { Projection } from './decisions/projection.ts';
 import type { SnapshotStore } from './decisions/snapshots.ts';
 import { HeadNotifier } from './postgres/notifier.ts';
+import { sendCancelRequest } from './postgres/cancel.ts';
 import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
 import { follow, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
 
@@ -123,6 +124,8 @@ export class EventStore {
   readonly #closedController = new AbortController();
   /** What subscriptions and consumers read and wait through. */
   readonly #host: ConsumerHost;
+  /** Running consumers; close() waits for them. */
+  readonly #runs = new Set<Promise<unknown>>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -152,7 +155,13 @@ export class EventStore {
         return isClosed();
       },
       closedSignal: this.#closedController.signal,
-      cancelBackend: (pid) => this.#cancelBackend(pid),
+      cancelBackend: (client) => sendCancelRequest(client),
+      trackRun: (running) => {
+        this.#runs.add(running);
+        const forget = (): void => void this.#runs.delete(running);
+        running.then(forget, forget);
+        return running;
+      },
       // Raw errors of a consumer's own session, and the store's errors wrapping them.
       isTransient: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
     };
@@ -397,6 +406,7 @@ export class EventStore {
       this.#closed = true;
       this.#closedController.abort(new EventStoreClosedError());
       await this.#notifier.close();
+      await Promise.allSettled([...this.#runs]);
       await this.#batcher.drained();
       await this.#pool.end();
     })();

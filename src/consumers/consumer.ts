@@ -88,8 +88,13 @@ export interface ConsumerHost extends FollowSource {
   query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
   /** Aborted when the store closes. */
   readonly closedSignal: AbortSignal;
-  /** Cancels the statement a backend runs (from another connection). */
-  cancelBackend(pid: number): Promise<void>;
+  /** Cancels the statement this connection's backend runs (a protocol cancel request). */
+  cancelBackend(client: pg.ClientBase): Promise<void>;
+  /**
+   * Registers a running consumer: `store.close()` waits (bounded by its timeout) until `running`
+   * settles. Returns `running`.
+   */
+  trackRun<T>(running: Promise<T>): Promise<T>;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
@@ -170,10 +175,15 @@ export class Consumer<Data = unknown> {
    * });
    * const running = consumer.run({ signal: controller.signal });
    */
-  async run(options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (this.#running) throw new InvalidInputError('run', `consumer "${this.name}" is already running in this Consumer object`);
-    if (this.#host.closed) throw new EventStoreClosedError();
+  run(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#running) return Promise.reject(new InvalidInputError('run', `consumer "${this.name}" is already running in this Consumer object`));
+    if (this.#host.closed) return Promise.reject(new EventStoreClosedError());
     this.#running = true;
+    // store.close() waits for this run to end (it stops between events).
+    return this.#host.trackRun(this.#runUntilStopped(options));
+  }
+
+  async #runUntilStopped(options: { signal?: AbortSignal }): Promise<void> {
     // Stops on the caller's abort and on store.close(), wherever the consumer waits.
     const signal = options.signal ? AbortSignal.any([options.signal, this.#host.closedSignal]) : this.#host.closedSignal;
     let failures = 0;
@@ -391,7 +401,7 @@ export class Consumer<Data = unknown> {
         close();
         // A statement of the handler may hold the session (a lock wait): cancel it so that the
         // rollback can run.
-        await this.#host.cancelBackend(processId(session)).catch(() => undefined);
+        await this.#host.cancelBackend(session).catch(() => undefined);
       }
       throw error;
     } finally {
@@ -541,10 +551,6 @@ function nonNegativeNumber(value: unknown, fallback: number, path: string): numb
 
 function backoff(failures: number, cap: number): number {
   return Math.min(cap, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
-}
-
-function processId(client: pg.Client): number {
-  return (client as unknown as { processID: number }).processID;
 }
 
 function isConnectionLost(client: pg.Client): boolean {
