@@ -23,6 +23,7 @@ import {
   type SequencedEvent,
 } from '../../src/index.ts';
 import { connectToSchema, createTestStore, databaseUrl, withClient, keepEventLoopAliveDuringTests } from '../helpers.ts';
+import { installFaultTrigger } from './fixtures/fault-trigger.ts';
 
 const SUITE = { timeout: 120_000 };
 keepEventLoopAliveDuringTests();
@@ -37,18 +38,7 @@ before(async () => {
   ({ store, schema, dispose } = await createTestStore());
   raw = new pg.Client({ connectionString: databaseUrl() });
   await raw.connect();
-  // Test-only fault injection: events of type 'Slow' sleep `data.sleep` seconds before insert,
-  // events of type 'Boom' make the insert fail at the database level.
-  await withClient((client) =>
-    client.query(`
-      CREATE FUNCTION "${schema}".test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.type = 'Slow' THEN PERFORM pg_sleep((NEW.data->>'sleep')::float8); END IF;
-        IF NEW.type = 'Boom' THEN RAISE EXCEPTION 'boom (test fault)'; END IF;
-        RETURN NEW;
-      END $$;
-      CREATE TRIGGER test_fault BEFORE INSERT ON "${schema}".events FOR EACH ROW EXECUTE FUNCTION "${schema}".test_fault();`),
-  );
+  await installFaultTrigger(schema);
   // A few events so that "nothing changed" is checked against a non-empty store.
   await store.append([good(), good(), good()]);
 });
