@@ -27,6 +27,8 @@ export class InMemoryEventStore {
   readonly #waiters = new Set<() => void>();
   readonly #pending = new Set<Promise<void>>();
   readonly #snapshots = new InMemorySnapshotStore(() => this.#head(), () => this.#assertOpen());
+  /** Aborted by close(): ends every wait of the subscriptions, as in the PostgreSQL store. */
+  readonly #closedController = new AbortController();
   #closed = false;
 
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
@@ -106,6 +108,7 @@ export class InMemoryEventStore {
         get closed() {
           return isClosed();
         },
+        closedSignal: this.#closedController.signal,
         isTransient: () => false,
       },
       query,
@@ -140,6 +143,7 @@ export class InMemoryEventStore {
   /** Ends subscriptions; appends already called still complete. Later calls throw EventStoreClosedError. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closedController.abort(new EventStoreClosedError());
     for (const wake of [...this.#waiters]) wake();
     await Promise.all(this.#pending);
   }
