@@ -180,7 +180,8 @@ export function assertJson(value: unknown, path: string): void {
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function assertStorableString(value: string, path: string): void {
+/** Rejects strings PostgreSQL's text and jsonb cannot hold (see UNSTORABLE). */
+export function assertStorableString(value: string, path: string): void {
   const match = UNSTORABLE.exec(value);
   if (match === null) return;
   const what = match[0] === '\u0000' ? 'the NUL character \\u0000' : 'an unpaired UTF-16 surrogate';

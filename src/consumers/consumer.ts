@@ -12,7 +12,7 @@ import {
   InvalidInputError,
   OperationAbortedError,
 } from '../errors.ts';
-import { describe, validatePosition, type SequencedEvent } from '../events.ts';
+import { assertStorableString, describe, validatePosition, type SequencedEvent } from '../events.ts';
 import type { ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
 import { MAX_TIMER_MS, type FollowSource } from '../subscriptions/follow.ts';
@@ -609,7 +609,8 @@ async function releaseLease(session: pg.Client, lease: Lease): Promise<void> {
 
 function validateConsumerName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0 || name.length > 255) throw new InvalidInputError('name', `must be a string of 1 to 255 characters, got ${describe(name)}`);
-  if (name.includes('\u0000')) throw new InvalidInputError('name', 'must not contain \\u0000');
+  // NUL cannot be stored; an unpaired surrogate would be stored as U+FFFD, merging two names.
+  assertStorableString(name, 'name');
 }
 
 function positiveInteger(value: unknown, fallback: number, path: string, max = Number.MAX_SAFE_INTEGER): number {

@@ -1096,6 +1096,7 @@ describe('input and lifecycle', () => {
       ['name a number', () => store.consumer(42 as unknown as string, ok)],
       ['name undefined', () => store.consumer(undefined as unknown as string, ok)],
       ['name with \\u0000', () => store.consumer('a\u0000b', ok)],
+      ['name with an unpaired surrogate (stored as U+FFFD, it would share a row with another name)', () => store.consumer('a\ud800b', ok)],
       ['options null', () => store.consumer('c', null as unknown as ConsumerOptions)],
       ['query missing', () => store.consumer('c', { handle } as unknown as ConsumerOptions)],
       ['query a plain object', () => store.consumer('c', { query: { items: [] } as unknown as Query, handle })],
