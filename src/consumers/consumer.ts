@@ -174,6 +174,10 @@ export class Consumer<Data = unknown> {
    * a lost connection). While another instance holds the lease, waits as a standby. Lost
    * connections are retried forever, with backoff.
    *
+   * A stop takes effect between events: the handler call running then finishes (at most
+   * handlerTimeoutMs), the events processed so far commit with the checkpoint at the last of
+   * them, the lease is released and run() resolves. `store.close()` waits for that.
+   *
    * @example
    * const controller = new AbortController();
    * const consumer = store.consumer('course-list', {
