@@ -34,8 +34,7 @@ keepEventLoopAliveDuringTests();
 
 const skip = pgbouncerSkipReason();
 
-/** The connect options for poolers (part of EventStoreOptions once the pooler support landed). */
-type PoolerOptions = EventStoreOptions & { preparedStatements?: boolean; sessionConnectionString?: string };
+type PoolerOptions = EventStoreOptions;
 
 function connect(options: PoolerOptions): Promise<EventStore> {
   return EventStore.connect(options);
@@ -126,20 +125,37 @@ async function assertOneWinnerPerBoundary(stores: readonly EventStore[], boundar
   );
 }
 
-/** The backend (seen directly on the server) whose last statement was the LISTEN on `schema`. */
-async function listening(schema: string): Promise<boolean> {
-  return withClient(async (client) => {
-    const { rows } = await client.query('SELECT 1 FROM pg_stat_activity WHERE query = $1', [`LISTEN "${schema}"`]);
-    return rows.length > 0;
-  });
+/** Waits until a backend (seen directly on the server) ran the LISTEN on `schema` last. */
+function listenerBackend(schema: string): () => Promise<void> {
+  return () =>
+    waitFor('the LISTEN of the subscription', async () =>
+      withClient(async (client) => (await client.query('SELECT 1 FROM pg_stat_activity WHERE query = $1', [`LISTEN "${schema}"`])).rows.length > 0), 20_000, 50);
+}
+
+/**
+ * Through transaction pooling the LISTEN's server connection runs other clients' statements
+ * next, so pg_stat_activity does not show it; instead, notify the channel directly (payload 0:
+ * wakes no subscription) until PgBouncer logs that it dropped a notification: then the LISTEN is
+ * registered on a server connection that no client is linked to.
+ */
+function droppedNotification(bouncer: PgBouncer, schema: string): () => Promise<void> {
+  const dropped = (): number => bouncer.log().match(/got packet 'A' from server when not linked/g)?.length ?? 0;
+  return async () => {
+    const before = dropped();
+    await waitFor('a notification dropped by PgBouncer', async () => {
+      await withClient((client) => client.query('SELECT pg_notify($1, $2)', [schema, '0']));
+      await sleep(50);
+      return dropped() > before;
+    }, 20_000, 50);
+  };
 }
 
 /**
  * Subscribes with a poll interval of 10 minutes, so that only a notification can deliver a live
- * event quickly; catches up on one event, waits until its LISTEN ran, then appends `live` events
+ * event quickly; catches up on one event, waits until `listening` says its LISTEN ran, then appends `live` events
  * one at a time through `writer` and returns those delivered within `waitMs` each.
  */
-async function liveEvents(store: EventStore, writer: EventStore, schema: string, live: number, waitMs: number): Promise<bigint[]> {
+async function liveEvents(store: EventStore, writer: EventStore, listening: () => Promise<void>, live: number, waitMs: number): Promise<bigint[]> {
   await writer.append({ type: 'Live', tags: [], data: { n: 0 } });
   const controller = new AbortController();
   const iterator = store.subscribe(Query.of(QueryItem.types('Live')), { signal: controller.signal, pollIntervalMs: 600_000 });
@@ -148,7 +164,7 @@ async function liveEvents(store: EventStore, writer: EventStore, schema: string,
     const first = await within(iterator.next(), 20_000, 'catching up');
     assert.equal(first.done, false);
     let pending = iterator.next();
-    await waitFor('the LISTEN of the subscription', () => listening(schema), 20_000, 50);
+    await listening();
     // The listener's (re)connect wakes every subscription to read once more: let that read pass,
     // so that what follows can only be delivered by a notification.
     await sleep(500);
@@ -351,7 +367,7 @@ describe('PgBouncer, session pooling', { skip, timeout: 240_000 }, () => {
   test('a subscription gets live events by notification', async () => {
     const { stores, schema, dispose } = await openStores(2, { connectionString: bouncer.url(), poolSize: 3 });
     try {
-      assert.deepEqual(await liveEvents(stores[0]!, stores[1]!, schema, 3, 20_000), [2n, 3n, 4n]);
+      assert.deepEqual(await liveEvents(stores[0]!, stores[1]!, listenerBackend(schema), 3, 20_000), [2n, 3n, 4n]);
     } finally {
       await dispose();
     }
@@ -439,7 +455,7 @@ describe('PgBouncer, transaction pooling with preparedStatements: false and a di
   test('a subscription gets live events by notification (LISTEN on the session connection)', async () => {
     const { stores, schema, dispose } = await openStores(2, { ...options(), poolSize: 3 });
     try {
-      assert.deepEqual(await liveEvents(stores[0]!, stores[1]!, schema, 3, 20_000), [2n, 3n, 4n]);
+      assert.deepEqual(await liveEvents(stores[0]!, stores[1]!, listenerBackend(schema), 3, 20_000), [2n, 3n, 4n]);
     } finally {
       await dispose();
     }
@@ -517,8 +533,7 @@ describe('PgBouncer, transaction pooling: what breaks without the options', { sk
     const store = await connect({ connectionString: bouncer.url(), schema, poolSize: 2, preparedStatements: false });
     const writer = await connect({ connectionString: databaseUrl(), schema, migrate: false, poolSize: 1 });
     try {
-      assert.deepEqual(await liveEvents(store, writer, schema, 2, 3_000), [], 'no live event by notification');
-      assert.match(bouncer.log(), /got packet 'A' from server when not linked/, 'PgBouncer dropped the notifications');
+      assert.deepEqual(await liveEvents(store, writer, droppedNotification(bouncer, schema), 2, 3_000), [], 'no live event by notification');
       // Polling still delivers: a subscription with a short poll interval sees all of them.
       const seen: bigint[] = [];
       const controller = new AbortController();
