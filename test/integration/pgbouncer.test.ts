@@ -8,9 +8,11 @@
 // - a server whose default_transaction_isolation is serializable, directly and through both modes.
 // Skipped when pgbouncer is not installed, except under CI=true (see the fixture).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   AppendConditionFailedError,
@@ -28,9 +30,13 @@ import {
 import { defineEventStoreContract } from '../contract/event-store-contract.ts';
 import { databaseUrl, dropSchema, keepEventLoopAliveDuringTests, startGate, uniqueSchemaName, withClient } from '../helpers.ts';
 import { waitFor } from './fixtures/backends.ts';
+import { readModel } from './fixtures/read-model.ts';
 import { pgbouncerSkipReason, startPgBouncer, type PgBouncer } from './fixtures/pgbouncer.ts';
 
 keepEventLoopAliveDuringTests();
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const consumerChild = fileURLToPath(new URL('./fixtures/consumer-child.ts', import.meta.url));
 
 const skip = pgbouncerSkipReason();
 
@@ -247,6 +253,39 @@ async function assertBlockedAppendIsCancelled(store: EventStore, schema: string)
   assert.equal(position, headBefore + 1n);
 }
 
+/**
+ * A client of `bouncer` takes a session advisory lock and dies without a word (its socket just
+ * closes, as when its process is killed while idle). Then: can a direct session take the lock,
+ * and does the next client of the bouncer (given the same server connection) get it too?
+ */
+async function lockAfterClientDeath(bouncer: PgBouncer): Promise<{ direct: boolean; nextClient: boolean }> {
+  const key = Math.floor(Math.random() * 1_000_000);
+  const dying = new pg.Client({ connectionString: bouncer.url() });
+  dying.on('error', () => undefined);
+  await dying.connect();
+  assert.equal((await dying.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(4343, $1) AS taken', [key])).rows[0]!.taken, true);
+  (dying as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  await waitFor('PgBouncer to see the client gone', async () => {
+    const pools = await bouncer.admin<{ database: string; cl_active: number; sv_idle: number }>('SHOW POOLS');
+    const pool = pools.find((row) => row.database === 'postgres');
+    return pool !== undefined && Number(pool.cl_active) === 0 && Number(pool.sv_idle) === 1;
+  }, 10_000, 20);
+  const direct = await withClient(async (client) => {
+    const taken = (await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(4343, $1) AS taken', [key])).rows[0]!.taken;
+    if (taken) await client.query('SELECT pg_advisory_unlock(4343, $1)', [key]);
+    return taken;
+  });
+  const next = new pg.Client({ connectionString: bouncer.url() });
+  await next.connect();
+  try {
+    const nextClient = (await next.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(4343, $1) AS taken', [key])).rows[0]!.taken;
+    await next.query('SELECT pg_advisory_unlock_all()');
+    return { direct, nextClient };
+  } finally {
+    await next.end();
+  }
+}
+
 interface ConsumerRun {
   handled: bigint[];
   controller: AbortController;
@@ -397,6 +436,85 @@ describe('PgBouncer, session pooling', { skip, timeout: 240_000 }, () => {
       await assertBlockedAppendIsCancelled(stores[0]!, schema);
     } finally {
       await dispose();
+    }
+  });
+
+  test('a consumer process killed while it holds the lease: PgBouncer gives the lease back, the standby takes over', async () => {
+    const { stores, schema, dispose } = await openStores(1, { connectionString: bouncer.url(), poolSize: 3 });
+    const store = stores[0]!;
+    const model = readModel(schema, 'read_model');
+    await withClient((client) => model.create(client));
+    await store.append(Array.from({ length: 10 }, (_, n) => ({ type: 'M', tags: [], data: { n } })));
+    const child = spawn(process.execPath, ['--import', 'tsx', consumerChild], {
+      cwd: root,
+      env: {
+        ...process.env,
+        DATABASE_URL: bouncer.url(), // the child's store and consumer session go through PgBouncer
+        CONSUMER_SCHEMA: schema,
+        CONSUMER_NAME: 'crash',
+        CONSUMER_TABLE: 'read_model',
+        CONSUMER_TYPES: 'M',
+        CONSUMER_BATCH_SIZE: '4',
+        CONSUMER_BLOCK_AT: '1000000', // never: the child idles, holding the lease, when killed
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const standbyCalls: bigint[] = [];
+    const controller = new AbortController();
+    let running: Promise<void> | undefined;
+    try {
+      await waitFor('the child to process all 10 events', async () => {
+        if (child.exitCode !== null) throw new Error(`the child exited:\n${output}`);
+        return (await store.consumerStatus('crash')).position === 10n;
+      }, 30_000, 50);
+      running = store
+        .consumer('crash', {
+          query: Query.of(QueryItem.types('M')),
+          instanceId: 'standby',
+          takeoverIntervalMs: 100,
+          handle: async (event, { transaction, attempt }) => {
+            standbyCalls.push(event.position);
+            await model.apply(transaction, event, 'standby', attempt);
+          },
+        })
+        .run({ signal: controller.signal });
+      await sleep(500);
+      assert.deepEqual(standbyCalls, [], 'the standby waited while the child held the lease');
+      assert.equal((await store.consumerStatus('crash')).owner, 'child');
+      child.kill('SIGKILL');
+      await exited;
+      await store.append(Array.from({ length: 3 }, (_, n) => ({ type: 'M', tags: [], data: { n } })));
+      await waitFor('the standby to take over and catch up', async () => (await store.consumerStatus('crash')).position === 13n, 20_000, 50);
+      assert.deepEqual(standbyCalls, [11n, 12n, 13n]);
+      assert.equal((await store.consumerStatus('crash')).owner, 'standby');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      controller.abort();
+      await running?.catch(() => undefined);
+      await dispose();
+    }
+  });
+
+  test('a client that dies holding a session advisory lock loses it: PgBouncer\'s server_reset_query (DISCARD ALL) releases it', async () => {
+    const single = await startPgBouncer({ poolMode: 'session', defaultPoolSize: 1 });
+    try {
+      assert.deepEqual(await lockAfterClientDeath(single), { direct: true, nextClient: true });
+    } finally {
+      await single.stop();
+    }
+  });
+
+  test('with server_reset_query empty, the dead client\'s lock stays on the pooled server connection and passes to the next client', async () => {
+    const leaky = await startPgBouncer({ poolMode: 'session', defaultPoolSize: 1, settings: { server_reset_query: '' } });
+    try {
+      assert.deepEqual(await lockAfterClientDeath(leaky), { direct: false, nextClient: true });
+    } finally {
+      await leaky.stop();
     }
   });
 
