@@ -128,6 +128,8 @@ export class AppendBatcher {
   #queue: Command[] = [];
   #inFlight: Promise<void> | undefined;
   #attempt: Attempt | undefined;
+  /** The batch being run (connecting, sending, or waiting to resend). */
+  #batch: Command[] = [];
   #idle: Array<() => void> = [];
   /** Set by forceClose(): stop waiting, settle everything now. */
   #forced = false;
@@ -173,10 +175,11 @@ export class AppendBatcher {
     for (const command of this.#queue) this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'the store was closed before the outcome was known') : new EventStoreClosedError()));
     this.#queue = [];
     const attempt = this.#attempt;
-    if (attempt) {
-      for (const command of attempt.commands) this.#settle(command, () => command.reject(this.#unknown(command, 'the store was closed while it was in flight')));
-      attempt.connection.destroy();
+    for (const command of this.#batch) {
+      const onTheWire = attempt?.commands.includes(command) ?? false;
+      this.#settle(command, () => command.reject(onTheWire || command.ambiguous ? this.#unknown(command, 'the store was closed while it was in flight') : new EventStoreClosedError()));
     }
+    attempt?.connection.destroy();
     this.#wakeBackoff?.();
     this.#notifyIdle();
   }
@@ -240,6 +243,7 @@ export class AppendBatcher {
   #pump(): void {
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#takeBatch();
+    this.#batch = batch;
     this.#inFlight = this.#run(batch)
       .catch((error: unknown) => {
         // A bug of ours must not leave callers hanging: whoever is still waiting gets the truth.
@@ -247,6 +251,7 @@ export class AppendBatcher {
       })
       .finally(() => {
         this.#inFlight = undefined;
+        this.#batch = [];
         this.#pump();
         this.#notifyIdle();
       });
