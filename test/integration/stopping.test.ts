@@ -89,7 +89,7 @@ describe('a consumer stops between events', { timeout: LIMIT }, () => {
   // more calls of 150 ms), the running call's work lost or its transaction aborted by the stop,
   // the checkpoint not at the last processed event (applied twice or skipped on resume), the
   // handler's signal not fired.
-  test('abort during a slow handler with batchSize 100: run() resolves after about one handler call; the checkpoint is the last processed event; the running call saw its signal fire and its write committed; a new run resumes with nothing applied twice or skipped', async () => {
+  test('abort during a slow handler with batchSize 100: run() resolves after about one handler call; the checkpoint is the last processed event; the running call saw its signal fire and its write committed; a new run resumes with nothing applied twice or skipped', async (t) => {
     const { store, model } = await freshStore();
     await store.append(events(150));
     const calls: bigint[] = [];
@@ -106,6 +106,7 @@ describe('a consumer stops between events', { timeout: LIMIT }, () => {
     const outcome = await settleWithin(running, 20_000);
     const took = Date.now() - stopping;
     assert.equal(outcome.state, 'resolved', `run() ${outcome.state} ${String(outcome.error ?? '')}`);
+    t.diagnostic(`run() resolved ${took} ms after the abort`);
     assert.ok(took < 3000, `run() took ${took} ms to stop (one handler call is 150 ms; the rest of the batch would be 95 calls, ~14 s)`);
     assert.deepEqual(calls, positions(1n, 5n), 'no handler call started after the stop');
     const status = await store.consumerStatus('slow');
@@ -173,7 +174,7 @@ describe('a consumer stops between events', { timeout: LIMIT }, () => {
 describe('store.close() and running consumers', { timeout: LIMIT }, () => {
   // Bugs: close() returning while a consumer still runs (its session outliving the store, its
   // batch still open), or waiting for the whole batch instead of the running handler call.
-  test('close() with a handler mid-flight: it resolves only after run() resolved and the consumer session is gone; the events processed so far are committed', async () => {
+  test('close() with a handler mid-flight: it resolves only after run() resolved and the consumer session is gone; the events processed so far are committed', async (t) => {
     const { store, schema, app, model } = await freshStore();
     await store.append(events(60));
     let entered!: () => void;
@@ -199,6 +200,7 @@ describe('store.close() and running consumers', { timeout: LIMIT }, () => {
     await store.close();
     order.push('close() resolved');
     const took = Date.now() - closing;
+    t.diagnostic(`close() resolved after ${took} ms`);
     assert.deepEqual(order, ['run() resolved', 'close() resolved']);
     const sessions = await withClient(async (client) => (await client.query('SELECT pid FROM pg_stat_activity WHERE pid = $1', [pid])).rows);
     assert.deepEqual(sessions, [], 'the consumer session is gone when close() resolves');
@@ -214,7 +216,7 @@ describe('store.close() and running consumers', { timeout: LIMIT }, () => {
 describe('waits that end on close() while the server is unreachable', { timeout: LIMIT }, () => {
   // Bug: a subscription whose reads fail (server gone) sleeps its backoff to the end, up to the
   // poll interval, after close(); with a 60 s poll interval the sleep reaches ~25 s.
-  test('a subscription backing off after failed reads: close() ends the iteration promptly, without an error', async () => {
+  test('a subscription backing off after failed reads: close() ends the iteration promptly, without an error', async (t) => {
     const { schema } = await freshStore();
     const proxy = await startTcpProxy();
     cleanups.push(() => proxy.close());
@@ -231,6 +233,7 @@ describe('waits that end on close() while the server is unreachable', { timeout:
     await store.close();
     const outcome = await settleWithin(next, 10_000);
     const took = Date.now() - closing;
+    t.diagnostic(`the iteration ended ${took} ms after close()`);
     assert.equal(outcome.state, 'resolved', `next() ${outcome.state} ${String(outcome.error ?? '')}`);
     assert.deepEqual(await next, { done: true, value: undefined });
     assert.ok(took < 1000, `the iteration ended ${took} ms after close() (its backoff sleep was at least 1.6 s)`);
