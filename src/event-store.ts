@@ -172,7 +172,7 @@ export class EventStore {
   /** What subscriptions and consumers read and wait through. */
   readonly #host: ConsumerHost;
   /** Running consumers; close() waits for them. */
-  readonly #runs = new Set<Promise<unknown>>();
+  readonly #runs = new Map<Promise<unknown>, () => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -209,8 +209,8 @@ export class EventStore {
       },
       closedSignal: this.#closedController.signal,
       cancelBackend: (client) => sendCancelRequest(client),
-      trackRun: (running) => {
-        this.#runs.add(running);
+      trackRun: (running, forceStop) => {
+        this.#runs.set(running, forceStop);
         const forget = (): void => void this.#runs.delete(running);
         running.then(forget, forget);
         return running;
@@ -491,8 +491,11 @@ export class EventStore {
       this.#closed = true;
       this.#closedController.abort(new EventStoreClosedError());
       const deadline = Date.now() + timeoutMs;
-      const finished = await settlesWithin(Promise.all([this.#notifier.close(), Promise.allSettled([...this.#runs]), this.#batcher.drained()]), deadline - Date.now());
-      if (!finished) this.#batcher.forceClose();
+      const finished = await settlesWithin(Promise.all([this.#notifier.close(), Promise.allSettled([...this.#runs.keys()]), this.#batcher.drained()]), deadline - Date.now());
+      if (!finished) {
+        this.#batcher.forceClose();
+        for (const forceStop of this.#runs.values()) forceStop();
+      }
       const ending = this.#pool.end();
       if (!(await settlesWithin(ending, deadline - Date.now()))) {
         // Reads past the close deadline (their own deadline is longer): close their connections.

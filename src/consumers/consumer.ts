@@ -95,9 +95,9 @@ export interface ConsumerHost extends FollowSource {
   cancelBackend(client: pg.ClientBase): Promise<void>;
   /**
    * Registers a running consumer: `store.close()` waits (bounded by its timeout) until `running`
-   * settles. Returns `running`.
+   * settles, and calls `forceStop` when the timeout passes first. Returns `running`.
    */
-  trackRun<T>(running: Promise<T>): Promise<T>;
+  trackRun<T>(running: Promise<T>, forceStop: () => void): Promise<T>;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
@@ -144,6 +144,8 @@ export class Consumer<Data = unknown> {
   readonly #handlerTimeoutMs: number;
   readonly #instanceId: string;
   #running = false;
+  /** The session of the current run, for #forceStop. */
+  #session: pg.Client | undefined;
 
   /** @internal use `store.consumer(name, options)` */
   constructor(host: ConsumerHost, name: string, options: ConsumerOptions<Data>) {
@@ -194,7 +196,21 @@ export class Consumer<Data = unknown> {
     if (this.#host.closed) return Promise.reject(new EventStoreClosedError());
     this.#running = true;
     // store.close() waits for this run to end (it stops between events).
-    return this.#host.trackRun(this.#runUntilStopped(options));
+    return this.#host.trackRun(this.#runUntilStopped(options), () => this.#forceStop());
+  }
+
+  /**
+   * store.close()'s timeout passed while a handler call still runs (handlerTimeoutMs may be
+   * longer): close the session's socket, which ends the transaction (rolled back) and the lease,
+   * so that nothing of this consumer outlives the store's close.
+   */
+  #forceStop(): void {
+    const session = this.#session;
+    if (!session) return;
+    const stream = (session as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    // Cancel first: a backend busy with a statement would not notice the closed socket until it
+    // finished, and would hold the lease until then.
+    void this.#host.cancelBackend(session).catch(() => undefined).finally(() => stream?.destroy());
   }
 
   async #runUntilStopped(options: { signal?: AbortSignal }): Promise<void> {
@@ -207,6 +223,7 @@ export class Consumer<Data = unknown> {
         try {
           // A standby keeps its session and asks for the lease again every takeoverIntervalMs.
           session ??= await this.#openSession(signal);
+          this.#session = session;
           const lease = await tryLease(session, this.#host.quotedSchema, this.#host.schema, this.name);
           failures = 0;
           if (!lease) {

@@ -213,6 +213,41 @@ describe('store.close() and running consumers', { timeout: LIMIT }, () => {
   });
 });
 
+describe('close() past its timeout with a handler that does not finish', { timeout: LIMIT }, () => {
+  // Bug: handlerTimeoutMs (60 s) outlasting close({ timeoutMs }): close() returned while the
+  // consumer's session (and its lease, and its open transaction) lived on.
+  test('close({ timeoutMs: 500 }) while a handler sleeps 20 s in its transaction: close() resolves in time, the session and the lease are gone, nothing of the call committed', async (t) => {
+    const { store, schema, app, model } = await freshStore();
+    await store.append(events(3));
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
+    const handle = async (event: SequencedEvent, { transaction, attempt }: ConsumerContext): Promise<void> => {
+      if (event.position === 2n) {
+        entered();
+        await transaction.query('SELECT pg_sleep(20)');
+      }
+      await model.apply(transaction, event, 'hung', attempt);
+    };
+    const running = store.consumer('hung', { query: M, batchSize: 100, handlerTimeoutMs: 60_000, handle }).run();
+    running.catch(() => undefined);
+    await inHandler;
+    await sleep(100);
+    const pid = await leaseHolderPid(app);
+    assert.ok(pid !== undefined, 'the consumer holds its lease');
+    const closing = Date.now();
+    await store.close({ timeoutMs: 500 });
+    const took = Date.now() - closing;
+    t.diagnostic(`close() resolved after ${took} ms`);
+    assert.ok(took < 2_000, `close() took ${took} ms`);
+    await waitFor('the consumer session to end', async () => (await withClient(async (client) => (await client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount)) === 0, 3_000);
+    assert.equal(await leaseHolderPid(app), undefined, 'the lease is free');
+    assert.equal((await settleWithin(running, 3_000)).state !== 'pending', true, 'run() ended');
+    assert.deepEqual(await appliedPositions(model), [], 'the batch of the hung call rolled back');
+    const checkpoint = await withClient(async (client) => (await client.query(`SELECT position FROM "${schema}".consumers WHERE name = 'hung'`)).rows[0]);
+    assert.deepEqual(checkpoint, { position: '0' });
+  });
+});
+
 describe('waits that end on close() while the server is unreachable', { timeout: LIMIT }, () => {
   // Bug: a subscription whose reads fail (server gone) sleeps its backoff to the end, up to the
   // poll interval, after close(); with a 60 s poll interval the sleep reaches ~25 s.
