@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { AppendOutcomeUnknownError, EventStore, OperationAbortedError, OperationTimeoutError } from '../../src/index.ts';
+import { AppendOutcomeUnknownError, EventStore, OperationAbortedError } from '../../src/index.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
 import { installFaultTrigger } from './fixtures/fault-trigger.ts';
 
@@ -99,5 +99,92 @@ describe('review: the per-attempt timeout', SUITE, () => {
     } finally {
       await bounded.close();
     }
+  });
+});
+
+/** Every pg.Client that connects while `work` runs (the store's pool uses pg.Client). */
+async function recordingClients<T>(work: (clients: Set<pg.Client>) => Promise<T>): Promise<T> {
+  const clients = new Set<pg.Client>();
+  const original = pg.Client.prototype.connect;
+  pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
+    clients.add(this);
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  try {
+    return await work(clients);
+  } finally {
+    pg.Client.prototype.connect = original;
+  }
+}
+
+/** Waits until no backend waits for the head lock any more (the append it held back has run). */
+async function waitForNoLockWaiters(): Promise<void> {
+  for (let round = 0; round < 100; round++) {
+    const { rows } = await withClient((client) => client.query<{ count: string }>("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'dynamic-streams-eventstore'"));
+    if (rows[0]!.count === '0') return;
+    await delay(50);
+  }
+}
+
+describe('review: errors after sending that are not the server saying "rolled back"', SUITE, () => {
+  test('query_timeout in the connection string: the append whose client-side read timeout fired while it waited for the lock is stored, so its rejection must be AppendOutcomeUnknownError', async () => {
+    // pg honours ?query_timeout=... (also pg.defaults.query_timeout): it fails the query in the
+    // client ("Query read timeout") and leaves the statement running on the server. The batcher
+    // takes any error that is not a connection error for "the server refused it: rolled back".
+    const url = new URL(databaseUrl());
+    url.searchParams.set('query_timeout', '300');
+    const timed = await EventStore.connect({ connectionString: url.toString(), schema, migrate: false, poolSize: 1 });
+    const lock = await holdAppendLock();
+    try {
+      const id = randomUUID();
+      const outcome = await settled(timed.append({ id, type: 'ReadTimeout', data: 1 }));
+      await lock.release();
+      await waitForNoLockWaiters();
+      await delay(200);
+      const position = await storedPosition(id);
+      if (outcome.status === 'rejected') {
+        const reason = outcome.reason as Error;
+        assert.ok(position === undefined || reason instanceof AppendOutcomeUnknownError, `rejected with ${reason.name}: ${reason.message} (a "nothing written" error), but the event is stored at position ${String(position)}`);
+      } else {
+        assert.equal(position, outcome.value.position);
+      }
+    } finally {
+      await lock.release();
+      await timed.close({ timeoutMs: 2_000 });
+    }
+  });
+
+  test('a socket error whose code is not in the list (EHOSTDOWN: keepalive probes answered by ICMP "host unknown") after the append was sent: stored, so never a "nothing written" rejection', async () => {
+    await recordingClients(async (clients) => {
+      const single = await EventStore.connect({ connectionString: databaseUrl(), schema, migrate: false, poolSize: 1, appendTimeoutMs: 3_000 });
+      const lock = await holdAppendLock();
+      try {
+        await single.head();
+        const ours = [...clients].filter((client) => (client as unknown as { connectionParameters: { application_name?: string } }).connectionParameters.application_name === 'dynamic-streams-eventstore');
+        assert.equal(ours.length, 1, 'the store has one connection');
+        const client = ours[0]!;
+        const id = randomUUID();
+        const appending = settled(single.append({ id, type: 'HostDown', data: 1 }));
+        await delay(200); // sent; the server waits for the lock
+        // What libuv reports when the kernel gives up on the connection with that soft error.
+        const stream = (client as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream;
+        stream.destroy(Object.assign(new Error('read EHOSTDOWN'), { code: 'EHOSTDOWN', errno: -112, syscall: 'read' }));
+        await delay(100);
+        await lock.release(); // the backend, still waiting for the lock, now runs the append and commits
+        const outcome = await appending;
+        await waitForNoLockWaiters();
+        await delay(200);
+        const position = await storedPosition(id);
+        if (outcome.status === 'rejected') {
+          const reason = outcome.reason as Error;
+          assert.ok(position === undefined || reason instanceof AppendOutcomeUnknownError, `rejected with ${reason.name}: ${reason.message} (a "nothing written" error), but the event is stored at position ${String(position)}`);
+        } else {
+          assert.equal(position, outcome.value.position);
+        }
+      } finally {
+        await lock.release();
+        await single.close({ timeoutMs: 2_000 });
+      }
+    });
   });
 });
