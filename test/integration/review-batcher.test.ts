@@ -133,7 +133,7 @@ describe('review: errors after sending that are not the server saying "rolled ba
     // takes any error that is not a connection error for "the server refused it: rolled back".
     const url = new URL(databaseUrl());
     url.searchParams.set('query_timeout', '300');
-    const timed = await EventStore.connect({ connectionString: url.toString(), schema, migrate: false, poolSize: 1 });
+    const timed = await EventStore.connect({ connectionString: url.toString(), schema, migrate: false, poolSize: 1, appendTimeoutMs: 2_000 });
     const lock = await holdAppendLock();
     try {
       const id = randomUUID();
