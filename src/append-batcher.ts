@@ -18,6 +18,8 @@ export interface PendingAppend {
   /** As the caller gave it, for the error. */
   callerCondition: AppendCondition | undefined;
   signal: AbortSignal | undefined;
+  /** This append's deadline; default the store's appendTimeoutMs. */
+  timeoutMs?: number | undefined;
 }
 
 /** The batcher's record of a pending append. */
@@ -91,8 +93,6 @@ export interface BatcherLimits {
 
 /** How long an aborting caller of a batch of one waits for the cancel to give a definite answer. */
 export const ABORT_GRACE_MS = 1_000;
-/** How long a timed-out attempt's cancel may take before its connection is closed. */
-const TIMED_OUT_CANCEL_GRACE_MS = 500;
 /** Shortest time an attempt is given before it is abandoned and resent. */
 const MIN_ATTEMPT_TIMEOUT_MS = 1_000;
 /** Backoff between resends after a lost connection: full jitter on 50 ms doubling up to 2 s. */
@@ -102,7 +102,7 @@ const BACKOFF_CAP_MS = 2_000;
 interface Attempt {
   commands: Command[];
   connection: AppendConnection;
-  /** We cancelled this attempt's statement (every caller in it aborted, or it timed out). */
+  /** We cancelled this attempt's statement (every caller in it aborted). */
   cancelRequested: boolean;
 }
 
@@ -145,8 +145,8 @@ export class AppendBatcher {
       return Promise.reject(new EventStoreOverloadedError(`${this.#queue.length} appends are queued already`, this.#limits.maxQueued));
     }
     return new Promise<bigint>((resolve, reject) => {
-      const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + this.#limits.appendTimeoutMs };
-      const timer = setTimeout(() => this.#expire(command), this.#limits.appendTimeoutMs);
+      const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + (append.timeoutMs ?? this.#limits.appendTimeoutMs) };
+      const timer = setTimeout(() => this.#expire(command), append.timeoutMs ?? this.#limits.appendTimeoutMs);
       const signal = append.signal;
       const onAbort = (): void => this.#abort(command);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -223,7 +223,7 @@ export class AppendBatcher {
 
   #expire(command: Command): void {
     if (command.state === 'settled') return;
-    const timeoutMs = this.#limits.appendTimeoutMs;
+    const timeoutMs = command.timeoutMs ?? this.#limits.appendTimeoutMs;
     if (command.state === 'queued') {
       this.#queue = this.#queue.filter((other) => other !== command);
       this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, `no answer within appendTimeoutMs (${timeoutMs} ms)`) : new OperationTimeoutError('append', timeoutMs, 'it was still queued (nothing was written)')));
@@ -314,20 +314,17 @@ export class AppendBatcher {
       this.#attempt = attempt;
       // An attempt without an answer is given up (and resent on a new connection) before the
       // deadline, so that one dead connection (peer gone without a FIN or RST) does not use up
-      // the whole appendTimeoutMs.
+      // the whole appendTimeoutMs. Its connection is closed, not its statement cancelled: a
+      // statement that is merely slow (a lock wait, a big batch) goes on and commits on the
+      // server, and the resend, which waits for the append lock behind it, then finds its ids
+      // stored and answers with their positions. Cancelling would make an append that takes
+      // longer than the attempt timeout fail on every attempt.
       const deadline = Math.max(...live.map((command) => command.deadline));
       const attemptTimeoutMs = Math.max(Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()), Math.min(deadline - Date.now(), this.#limits.appendTimeoutMs / 4));
-      let timedOut = false;
       let destroyed = false;
-      let graceTimer: NodeJS.Timeout | undefined;
       const attemptTimer = setTimeout(() => {
-        timedOut = true;
-        attempt.cancelRequested = true;
-        attempt.connection.cancel().catch(() => undefined);
-        graceTimer = setTimeout(() => {
-          destroyed = true;
-          attempt.connection.destroy();
-        }, TIMED_OUT_CANCEL_GRACE_MS);
+        destroyed = true;
+        attempt.connection.destroy();
       }, attemptTimeoutMs);
       let results: CommandResult[] | undefined;
       let failure: unknown;
@@ -337,7 +334,6 @@ export class AppendBatcher {
         failure = error;
       } finally {
         clearTimeout(attemptTimer);
-        clearTimeout(graceTimer);
         this.#attempt = undefined;
         connection.release();
       }
@@ -346,20 +342,13 @@ export class AppendBatcher {
         live.forEach((command, index) => this.#deliver(command, results[index]));
         return;
       }
-      const cancelled = this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed;
-      if (cancelled && !timedOut) {
+      if (this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed) {
         // Every caller of this attempt had aborted; it rolled back.
         this.#settleAborted(live);
         const rest = live.filter((command) => command.state !== 'settled');
         for (const command of rest) command.state = 'queued';
         this.#queue.unshift(...rest);
         return;
-      }
-      if (cancelled) {
-        // Timed out and cancelled: this attempt rolled back. Try again.
-        this.#settleAborted(live);
-        await this.#backoff(++failures, live);
-        continue;
       }
       if (destroyed || this.#execution.isConnectionError(failure)) {
         // Sent, and then the connection was lost: it may or may not have committed.

@@ -122,6 +122,8 @@ export interface AppendOptions {
    * (that would roll theirs back): the caller gets AppendOutcomeUnknownError at once.
    */
   signal?: AbortSignal;
+  /** This append's deadline (see `appendTimeoutMs`), for a call that must answer sooner (or may take longer). */
+  timeoutMs?: number;
 }
 
 export interface AppendResult {
@@ -321,7 +323,8 @@ export class EventStore {
     const normalized = prepared.events;
     let position: bigint;
     try {
-      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal });
+      const timeoutMs = options.timeoutMs === undefined ? undefined : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
+      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs });
     } catch (error) {
       if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error);
       throw error;
