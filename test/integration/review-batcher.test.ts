@@ -126,6 +126,35 @@ async function waitForNoLockWaiters(): Promise<void> {
   }
 }
 
+describe('review: abandoned attempts', SUITE, () => {
+  test('appends behind a lock held by another session do not leave one server backend per abandoned attempt (they would use up max_connections)', async () => {
+    // An attempt without an answer is abandoned by closing its socket. A backend that waits for
+    // a lock does not notice a closed socket: it stays, holding a connection slot of the server,
+    // until the lock is free. One more every attempt timeout, per store, for as long as the lock
+    // is held (a long transaction elsewhere, a vanished client's zombie, see
+    // review-explicit-rc.test.ts).
+    const bounded = await EventStore.connect({ connectionString: databaseUrl(), schema, migrate: false, appendTimeoutMs: 2_000, poolSize: 2 });
+    const lock = await holdAppendLock();
+    try {
+      for (let round = 0; round < 2; round++) {
+        const outcome = await settled(bounded.append({ type: 'Piled', data: round }));
+        assert.equal(outcome.status, 'rejected', 'the lock is held: no append can succeed');
+      }
+      const waitingBackends = async (): Promise<number> =>
+        Number((await withClient((client) => client.query<{ count: string }>("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dynamic-streams-eventstore' AND wait_event_type = 'Lock' AND datname = current_database()"))).rows[0]!.count);
+      let waiting = await waitingBackends();
+      for (let round = 0; round < 20 && waiting > 1; round++) {
+        await delay(50);
+        waiting = await waitingBackends();
+      }
+      assert.ok(waiting <= 1, `${waiting} server backends of this store still wait for the append lock after two appends gave up (4 s)`);
+    } finally {
+      await lock.release();
+      await bounded.close({ timeoutMs: 2_000 });
+    }
+  });
+});
+
 describe('review: errors after sending that are not the server saying "rolled back"', SUITE, () => {
   test('query_timeout in the connection string: the append whose client-side read timeout fired while it waited for the lock is stored, so its rejection must be AppendOutcomeUnknownError', async () => {
     // pg honours ?query_timeout=... (also pg.defaults.query_timeout): it fails the query in the
