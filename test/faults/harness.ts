@@ -67,15 +67,15 @@ export const SHORT_PROFILE: RunProfile = {
   name: 'short',
   warmupMs: 400,
   faultMs: 1600,
-  stallMs: 6000,
+  stallMs: 7500,
   recoveryMs: 1200,
   writers: 4,
   loops: 3,
   thinkMs: 8,
   accounts: 4,
   usernames: 40,
-  deadlines: { appendTimeoutMs: 5000, readTimeoutMs: 3000, connectTimeoutMs: 2000 },
-  slackMs: 2500,
+  deadlines: { appendTimeoutMs: 4000, readTimeoutMs: 2500, connectTimeoutMs: 1500 },
+  slackMs: 2000,
   catchUpTimeoutMs: 30_000,
 };
 
@@ -86,6 +86,8 @@ export const FULL_PROFILE: RunProfile = {
   faultMs: 8000,
   stallMs: 12_000,
   recoveryMs: 3000,
+  deadlines: { appendTimeoutMs: 5000, readTimeoutMs: 3000, connectTimeoutMs: 2000 },
+  slackMs: 2500,
   writers: 5,
   accounts: 6,
   usernames: 120,
@@ -313,7 +315,7 @@ export class FaultHarness {
       claimShare: 0.12,
       thinkMs: profile.thinkMs,
       abortShare: 0,
-      abortAfterMs: [1, 6],
+      abortAfterMs: [1, 15],
       recordFile,
       ...profile.deadlines,
     });
@@ -349,6 +351,7 @@ export class FaultHarness {
     // The fault.
     const faultStart = Date.now();
     const faultMs = scenario.faultMs?.(profile) ?? profile.faultMs;
+    const replacements: Promise<void>[] = [];
     if (scenario.abortShare) for (const slot of this.#slots) slot.child?.send({ type: 'set', abortShare: scenario.abortShare });
     const context: FaultContext = {
       cluster,
@@ -377,10 +380,18 @@ export class FaultHarness {
         armed.disarm();
         child.kill();
         faultsInjected++;
-        // A replacement under a new name (its attempts must not collide with the dead one's).
+        // A replacement under a new name (its attempts must not collide with the dead one's),
+        // started in the background: the next kill need not wait for it.
         slot.generation++;
-        slot.child = new Child(`w${slot.index}g${slot.generation}`, WRITER_ENTRY);
-        if (await slot.child.waitFor('ready', 20_000)) startWriter(slot);
+        const replacement = new Child(`w${slot.index}g${slot.generation}`, WRITER_ENTRY);
+        slot.child = replacement;
+        replacements.push(
+          replacement.waitFor('ready', 20_000).then(async (ready) => {
+            if (!ready || slot.child !== replacement) return;
+            startWriter(slot);
+            await replacement.waitFor('running', 20_000);
+          }),
+        );
         return name;
       },
     };
@@ -395,6 +406,7 @@ export class FaultHarness {
     const faultEnd = Date.now();
 
     await sleep(profile.recoveryMs);
+    await Promise.all(replacements);
 
     // Stop the writers; each settles its unknown outcomes, then reports done.
     const stopTimeoutMs = profile.deadlines.appendTimeoutMs * 6 + 5000;

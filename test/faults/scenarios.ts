@@ -139,12 +139,14 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'stall-mid-read',
-    summary: 'blackhole for longer than readTimeoutMs, on connections carrying reads',
+    summary: 'blackhole for longer than readTimeoutMs, on connections carrying reads; and the next 2 new connections (connects that never complete)',
     faultMs: (profile) => profile.stallMs,
     inject: async (context) => {
       const stall: FaultAction = { kind: 'stall' };
       const before = context.proxy.arm({ ...midRead(stall, 0), times: 2 });
       const afterDelivery = context.proxy.arm({ ...midRead(stall, 1), times: 2 });
+      // The stalled connections' pools will open new ones: blackhole the first two of those.
+      context.proxy.faultNew(2, stall, () => context.injected());
       await untilEnd(context);
       context.injected(before.count + afterDelivery.count);
     },
@@ -161,9 +163,9 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'throttle',
-    summary: 'every connection (open and new) throttled to 24 kB/s each way',
+    summary: 'every connection (open and new) throttled to 12 kB/s each way',
     inject: async (context) => {
-      const throttle: FaultAction = { kind: 'throttle', bytesPerSecond: 24_000 };
+      const throttle: FaultAction = { kind: 'throttle', bytesPerSecond: 12_000 };
       context.injected(context.proxy.faultAll(throttle));
       context.proxy.faultNew(Infinity, throttle, () => context.injected());
       await untilEnd(context);
@@ -186,27 +188,38 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'partition',
-    summary: 'every connection reset, new ones refused; then the next 3 new connections blackholed (connects must time out)',
-    faultMs: (profile) => Math.max(profile.faultMs, profile.deadlines.connectTimeoutMs + 1000),
+    summary: 'every connection reset and new ones refused (RST) for the whole fault',
     inject: async (context) => {
       context.injected(context.proxy.faultAll({ kind: 'cut' }));
       context.proxy.refuse();
-      await sleep(Math.max(0, (context.until - Date.now()) / 3));
-      context.proxy.refuse(false);
-      context.proxy.faultNew(3, { kind: 'stall' }, () => context.injected());
       await untilEnd(context);
     },
   },
   {
     name: 'postgres-crash',
-    summary: 'pg_ctl stop -m immediate while an append is in flight; restart on the same data directory after 0.7 s',
+    summary: 'pg_ctl stop -m immediate just after an append committed (its answer withheld), or while one is in flight; restart on the same data directory after 0.7 s',
     faultMs: () => 1000,
     inject: async (context) => {
-      do {
-        const armed = context.proxy.arm({ direction: 'to-server', match: (chunk) => fromWriter(chunk) && chunk.statements.some(isAppendSql), action: { kind: 'delay', ms: 0 }, deliver: true });
-        await Promise.race([armed.fired, sleep(1000)]);
-        armed.disarm();
-        await context.cluster.crash();
+      for (let round = 0; ; round++) {
+        if (round % 2 === 0) {
+          // The append committed; its answer is held back until the server is gone, then the
+          // connection is cut: the client learns nothing, and its resends meet a dead server.
+          const armed = context.proxy.arm({
+            direction: 'to-client',
+            match: (chunk) => fromWriter(chunk) && chunk.replyTo !== undefined && isAppendSql(chunk.replyTo),
+            action: { kind: 'stall', direction: 'to-client' },
+            deliver: false,
+          });
+          const connection = await Promise.race([armed.fired, sleep(1000).then(() => undefined)]);
+          armed.disarm();
+          await context.cluster.crash();
+          connection?.cut();
+        } else {
+          const armed = context.proxy.arm({ direction: 'to-server', match: (chunk) => fromWriter(chunk) && chunk.statements.some(isAppendSql), action: { kind: 'delay', ms: 0 }, deliver: true });
+          await Promise.race([armed.fired, sleep(1000)]);
+          armed.disarm();
+          await context.cluster.crash();
+        }
         context.injected();
         await sleep(700);
         const restarting = Date.now();
@@ -214,7 +227,7 @@ export const SCENARIOS: Scenario[] = [
         context.note(`restart (crash recovery) took ${Date.now() - restarting} ms`);
         if (Date.now() + 2500 >= context.until) break;
         await sleep(2000);
-      } while (Date.now() < context.until);
+      }
     },
   },
   {
@@ -230,7 +243,7 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'abort-storm',
     summary: '30 % of appends and reads on AbortSignal.timeout(1-6 ms), 3 ms latency on every connection; callers without a signal must not fail',
-    abortShare: 0.3,
+    abortShare: 0.5,
     innocentMustSucceed: true,
     inject: async (context) => {
       const delay: FaultAction = { kind: 'delay', ms: 3 };
