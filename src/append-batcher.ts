@@ -1,4 +1,13 @@
-import { AppendConditionFailedError, DuplicateEventIdError, EventStoreError, OperationAbortedError } from './errors.ts';
+import {
+  AppendConditionFailedError,
+  AppendOutcomeUnknownError,
+  DuplicateEventIdError,
+  EventStoreClosedError,
+  EventStoreError,
+  EventStoreOverloadedError,
+  OperationAbortedError,
+  OperationTimeoutError,
+} from './errors.ts';
 import type { AppendCondition, NormalizedEvent } from './events.ts';
 import type { InternalQuery } from './query.ts';
 
@@ -9,28 +18,59 @@ export interface PendingAppend {
   /** As the caller gave it, for the error. */
   callerCondition: AppendCondition | undefined;
   signal: AbortSignal | undefined;
+}
+
+/** The batcher's record of a pending append. */
+interface Command extends PendingAppend {
   resolve: (position: bigint) => void;
   reject: (error: unknown) => void;
   state: 'queued' | 'in-flight' | 'settled';
+  /**
+   * It was part of an attempt whose outcome is unknown (the connection was lost after sending).
+   * That attempt may still commit later (bytes stuck in the network can reach the server after
+   * we gave up on them), so from then on only the server's answer for this very command
+   * (appended, condition failed, id clash: each of them stays true) or "unknown" is the truth;
+   * never "nothing was written".
+   */
+  ambiguous: boolean;
+  /** Its batch failed as a whole (one bad command rolls back all): it now goes in a batch of its own. */
+  alone: boolean;
   abortRequested: boolean;
-  detachAbort: (() => void) | undefined;
+  cleanup: () => void;
+  /** The last error of an attempt that did not reach the server, for the timeout's message. */
+  lastError: unknown;
+  /** Date.now() by which the caller gets an answer (appendTimeoutMs after the call). */
+  deadline: number;
 }
 
 /** What the append function answered for one command. */
 export type CommandResult =
   | { status: 'appended' | 'already-appended'; position: bigint }
   | { status: 'condition-failed'; conflict: bigint | undefined }
-  | { status: 'duplicate-id'; conflict: bigint | undefined };
+  | { status: 'duplicate-id'; conflict: bigint | undefined }
+  | { status: 'unknown'; code: number };
+
+/** A connection that runs append batches. */
+export interface AppendConnection {
+  /** One call of the append function for these commands, in this order. */
+  send(commands: readonly PendingAppend[], checkIds: boolean): Promise<CommandResult[]>;
+  /**
+   * Asks the server to cancel the running statement (its whole transaction then rolls back).
+   * Resolves once the request was delivered; rejects when that cannot be confirmed.
+   */
+  cancel(): Promise<void>;
+  /** Closes the socket at once; a running send rejects. */
+  destroy(): void;
+  /** Gives the connection back (dropping it if it is broken or a cancel may still be on its way). */
+  release(): void;
+}
 
 export interface BatchExecution {
-  /**
-   * Runs the commands in one call of the append function. `onCancellable` receives a function
-   * that cancels the running statement (the whole batch then rolls back).
-   */
-  execute(commands: PendingAppend[], checkIds: boolean, onCancellable: (cancel: () => Promise<void>) => void): Promise<CommandResult[]>;
-  /** True for errors after which the batch may or may not have committed (connection lost). */
-  isAmbiguous(error: unknown): boolean;
-  /** True for the error a cancelled statement raises. */
+  /** A connection from the pool; rejects after `timeoutMs`. Nothing is sent by this. */
+  connect(timeoutMs: number): Promise<AppendConnection>;
+  /** Connection lost, server restarting, unreachable: after sending, the outcome is unknown. */
+  isConnectionError(error: unknown): boolean;
+  /** The error a cancelled statement raises. */
   isCancelled(error: unknown): boolean;
   /** Turns a driver error into the error a caller sees. */
   toError(error: unknown): EventStoreError;
@@ -41,38 +81,80 @@ export interface BatcherLimits {
   maxCommands: number;
   /** Most events in one batch (a single larger command still goes alone). */
   maxEvents: number;
-  /** Retries of a batch whose outcome is unknown (connection lost); safe because ids make retries idempotent. */
-  ambiguousRetries: number;
+  /** Most appends waiting for a batch; past it, appends fail at once with EventStoreOverloadedError. */
+  maxQueued: number;
+  /** An append's whole life: queue, attempts, resends. */
+  appendTimeoutMs: number;
+  /** Longest wait for a pooled connection. */
+  connectTimeoutMs: number;
+}
+
+/** How long an aborting caller of a batch of one waits for the cancel to give a definite answer. */
+export const ABORT_GRACE_MS = 1_000;
+/** How long a timed-out attempt's cancel may take before its connection is closed. */
+const TIMED_OUT_CANCEL_GRACE_MS = 500;
+/** Shortest time an attempt is given before it is abandoned and resent. */
+const MIN_ATTEMPT_TIMEOUT_MS = 1_000;
+/** Backoff between resends after a lost connection: full jitter on 50 ms doubling up to 2 s. */
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_CAP_MS = 2_000;
+
+interface Attempt {
+  commands: Command[];
+  connection: AppendConnection;
+  /** We cancelled this attempt's statement (every caller in it aborted, or it timed out). */
+  cancelRequested: boolean;
 }
 
 /**
  * Keeps at most one append batch in flight per store. While it runs, new appends queue; the next
  * batch carries all of them (up to the limits), so one round trip and one commit (one fsync)
  * serve many concurrent appends. The database checks the commands in queue order.
+ *
+ * The outcome rules (see the README's Guarantees):
+ * - resolve only with the server's answer that the command is stored (appended, or stored
+ *   already by an identical earlier call);
+ * - reject with a "nothing written" error (condition failed, id clash, aborted, timed out while
+ *   queued, closed, overloaded, a database error that rolled the attempt back) only when that is
+ *   known for every attempt that carried the command;
+ * - otherwise, when the connection is lost after sending, resend the same commands (their ids
+ *   make that idempotent) with backoff until the deadline; then AppendOutcomeUnknownError.
+ * An abort never rolls back or fails another caller's append: the statement is cancelled only
+ * when every caller in the batch has aborted; otherwise the aborting caller is detached.
  */
 export class AppendBatcher {
   readonly #execution: BatchExecution;
   readonly #limits: BatcherLimits;
-  #queue: PendingAppend[] = [];
+  #queue: Command[] = [];
   #inFlight: Promise<void> | undefined;
-  #cancelInFlight: (() => Promise<void>) | undefined;
+  #attempt: Attempt | undefined;
+  /** The batch being run (connecting, sending, or waiting to resend). */
+  #batch: Command[] = [];
   #idle: Array<() => void> = [];
+  /** Set by forceClose(): stop waiting, settle everything now. */
+  #forced = false;
+  #wakeBackoff: (() => void) | undefined;
 
   constructor(execution: BatchExecution, limits: BatcherLimits) {
     this.#execution = execution;
     this.#limits = limits;
   }
 
-  submit(append: Omit<PendingAppend, 'resolve' | 'reject' | 'state' | 'abortRequested' | 'detachAbort'>): Promise<bigint> {
+  submit(append: PendingAppend): Promise<bigint> {
+    if (this.#queue.length >= this.#limits.maxQueued) {
+      return Promise.reject(new EventStoreOverloadedError(`${this.#queue.length} appends are queued already`, this.#limits.maxQueued));
+    }
     return new Promise<bigint>((resolve, reject) => {
-      const pending: PendingAppend = { ...append, resolve, reject, state: 'queued', abortRequested: false, detachAbort: undefined };
-      if (append.signal) {
-        const signal = append.signal;
-        const onAbort = (): void => this.#abort(pending);
-        signal.addEventListener('abort', onAbort, { once: true });
-        pending.detachAbort = () => signal.removeEventListener('abort', onAbort);
-      }
-      this.#queue.push(pending);
+      const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + this.#limits.appendTimeoutMs };
+      const timer = setTimeout(() => this.#expire(command), this.#limits.appendTimeoutMs);
+      const signal = append.signal;
+      const onAbort = (): void => this.#abort(command);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      command.cleanup = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      this.#queue.push(command);
       this.#pump();
     });
   }
@@ -83,28 +165,96 @@ export class AppendBatcher {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  #abort(pending: PendingAppend): void {
-    if (pending.state === 'queued') {
-      this.#queue = this.#queue.filter((other) => other !== pending);
-      this.#settle(pending, () => pending.reject(new OperationAbortedError('append', pending.signal?.reason)));
-      this.#notifyIdle();
-    } else if (pending.state === 'in-flight' && !pending.abortRequested) {
-      // The batch may already be committing; cancel it and let the outcome decide. If the cancel
-      // wins, nothing of the batch was written and the other commands go again in the next batch.
-      pending.abortRequested = true;
-      void this.#cancelInFlight?.().catch(() => undefined);
+  /**
+   * For close() after its timeout: queued appends (never sent) fail with EventStoreClosedError,
+   * the others get the truth as far as it is known (unknown, unless never sent), and the running
+   * attempt's connection is closed.
+   */
+  forceClose(): void {
+    this.#forced = true;
+    for (const command of this.#queue) this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'the store was closed before the outcome was known') : new EventStoreClosedError()));
+    this.#queue = [];
+    const attempt = this.#attempt;
+    for (const command of this.#batch) {
+      const onTheWire = attempt?.commands.includes(command) ?? false;
+      this.#settle(command, () => command.reject(onTheWire || command.ambiguous ? this.#unknown(command, 'the store was closed while it was in flight') : new EventStoreClosedError()));
     }
+    attempt?.connection.destroy();
+    this.#wakeBackoff?.();
+    this.#notifyIdle();
+  }
+
+  #unknown(command: Command, reason: string, cause?: unknown): AppendOutcomeUnknownError {
+    return new AppendOutcomeUnknownError(command.events.map((event) => event.id), reason, cause);
+  }
+
+  #abort(command: Command): void {
+    const reason = command.signal?.reason;
+    if (command.state === 'queued') {
+      this.#queue = this.#queue.filter((other) => other !== command);
+      this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'aborted; an earlier attempt may have committed', reason) : new OperationAbortedError('append', reason)));
+      this.#notifyIdle();
+      return;
+    }
+    if (command.state !== 'in-flight') return;
+    const attempt = this.#attempt;
+    if (!attempt || !attempt.commands.includes(command)) {
+      // Between attempts (connecting, or waiting to resend): nothing of it is on the wire now.
+      this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'aborted while waiting to resend after a lost connection', reason) : new OperationAbortedError('append', reason)));
+      return;
+    }
+    command.abortRequested = true;
+    const othersWaiting = attempt.commands.some((other) => other.state !== 'settled' && !other.abortRequested);
+    if (othersWaiting) {
+      // Cancelling would roll back the other callers' appends too: detach this caller instead.
+      // Its command may still commit with the batch.
+      this.#settle(command, () => command.reject(this.#unknown(command, 'aborted while its batch was in flight', reason)));
+      return;
+    }
+    // Everyone in this attempt has aborted: cancelling cannot hurt anyone. A cancelled statement
+    // rolls back and then each caller learns "nothing written"; if it commits first, they get
+    // their positions. Whoever has no answer after the grace period is told "unknown".
+    if (!attempt.cancelRequested) {
+      attempt.cancelRequested = true;
+      attempt.connection.cancel().catch(() => undefined);
+    }
+    setTimeout(() => this.#settle(command, () => command.reject(this.#unknown(command, 'aborted while in flight; the cancel brought no answer in time', reason))), ABORT_GRACE_MS).unref();
+  }
+
+  #expire(command: Command): void {
+    if (command.state === 'settled') return;
+    const timeoutMs = this.#limits.appendTimeoutMs;
+    if (command.state === 'queued') {
+      this.#queue = this.#queue.filter((other) => other !== command);
+      this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, `no answer within appendTimeoutMs (${timeoutMs} ms)`) : new OperationTimeoutError('append', timeoutMs, 'it was still queued (nothing was written)')));
+      this.#notifyIdle();
+      return;
+    }
+    const onTheWire = this.#attempt?.commands.includes(command) ?? false;
+    this.#settle(command, () =>
+      command.reject(
+        command.ambiguous || onTheWire
+          ? this.#unknown(command, `no answer within appendTimeoutMs (${timeoutMs} ms)`, command.lastError)
+          : new OperationTimeoutError('append', timeoutMs, `the database could not be reached (nothing was written)${command.lastError instanceof Error ? `: ${command.lastError.message}` : ''}`),
+      ),
+    );
   }
 
   #pump(): void {
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#takeBatch();
-    this.#inFlight = this.#run(batch).finally(() => {
-      this.#inFlight = undefined;
-      this.#cancelInFlight = undefined;
-      this.#pump();
-      this.#notifyIdle();
-    });
+    this.#batch = batch;
+    this.#inFlight = this.#run(batch)
+      .catch((error: unknown) => {
+        // A bug of ours must not leave callers hanging: whoever is still waiting gets the truth.
+        for (const command of batch) this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'internal error', error) : error));
+      })
+      .finally(() => {
+        this.#inFlight = undefined;
+        this.#batch = [];
+        this.#pump();
+        this.#notifyIdle();
+      });
   }
 
   #notifyIdle(): void {
@@ -114,87 +264,188 @@ export class AppendBatcher {
     for (const resolve of waiting) resolve();
   }
 
-  #takeBatch(): PendingAppend[] {
-    const batch: PendingAppend[] = [];
+  #takeBatch(): Command[] {
+    const batch: Command[] = [];
     let events = 0;
     while (this.#queue.length > 0 && batch.length < this.#limits.maxCommands) {
       const next = this.#queue[0]!;
-      if (batch.length > 0 && events + next.events.length > this.#limits.maxEvents) break;
+      if (batch.length > 0 && (next.alone || events + next.events.length > this.#limits.maxEvents)) break;
       this.#queue.shift();
       batch.push(next);
       events += next.events.length;
+      if (next.alone) break;
     }
-    for (const pending of batch) pending.state = 'in-flight';
+    for (const command of batch) command.state = 'in-flight';
     return batch;
   }
 
-  async #run(batch: PendingAppend[]): Promise<void> {
-    let attempt = 0;
+  async #run(batch: Command[]): Promise<void> {
+    let failures = 0;
     for (;;) {
-      try {
-        const results = await this.#execution.execute(batch, hasRepeatedIds(batch), (cancel) => {
-          this.#cancelInFlight = cancel;
-          // An abort that came while the batch was being sent.
-          if (batch.some((pending) => pending.abortRequested)) void cancel().catch(() => undefined);
-        });
-        batch.forEach((pending, index) => this.#deliver(pending, results[index]));
-        return;
-      } catch (error) {
-        this.#cancelInFlight = undefined;
-        if (this.#execution.isCancelled(error) && batch.some((pending) => pending.abortRequested)) {
-          // Rolled back: the aborted appends end here, the others go first in the next batch.
-          const requeue: PendingAppend[] = [];
-          for (const pending of batch) {
-            if (pending.abortRequested) this.#settle(pending, () => pending.reject(new OperationAbortedError('append', pending.signal?.reason)));
-            else {
-              pending.state = 'queued';
-              requeue.push(pending);
-            }
-          }
-          this.#queue.unshift(...requeue);
-          return;
-        }
-        if (this.#execution.isAmbiguous(error) && attempt < this.#limits.ambiguousRetries) {
-          // The commit may or may not have happened. Sending the same commands again is safe:
-          // events whose ids are stored with the same content report their original position.
-          attempt++;
-          continue;
-        }
-        if (batch.length > 1 && !this.#execution.isAmbiguous(error)) {
-          // One command broke the whole batch (rolled back). Isolate it: run each alone.
-          for (const pending of batch) await this.#run([pending]);
-          return;
-        }
-        const failure = this.#execution.toError(error);
-        for (const pending of batch) this.#settle(pending, () => pending.reject(failure));
+      let live = batch.filter((command) => command.state !== 'settled');
+      if (live.length === 0 || this.#forced) return;
+      const remaining = Math.max(...live.map((command) => command.deadline)) - Date.now();
+      if (remaining <= 0) {
+        for (const command of live) this.#expire(command);
         return;
       }
+
+      let connection: AppendConnection;
+      try {
+        connection = await this.#execution.connect(Math.min(remaining, this.#limits.connectTimeoutMs));
+      } catch (error) {
+        // Nothing was sent. A server that is down or restarting: wait and try again.
+        if (!this.#execution.isConnectionError(error) && !(error instanceof OperationTimeoutError)) {
+          for (const command of live) this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'connecting to resend failed', error) : this.#execution.toError(error)));
+          return;
+        }
+        for (const command of live) command.lastError = error;
+        await this.#backoff(++failures, live);
+        continue;
+      }
+      // Aborted or expired while we waited for the connection: those are not sent.
+      live = batch.filter((command) => command.state !== 'settled');
+      if (live.length === 0 || this.#forced) {
+        connection.release();
+        return;
+      }
+
+      const attempt: Attempt = { commands: live, connection, cancelRequested: false };
+      this.#attempt = attempt;
+      // An attempt without an answer is given up (and resent on a new connection) before the
+      // deadline, so that one dead connection (peer gone without a FIN or RST) does not use up
+      // the whole appendTimeoutMs.
+      const deadline = Math.max(...live.map((command) => command.deadline));
+      const attemptTimeoutMs = Math.max(Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()), Math.min(deadline - Date.now(), this.#limits.appendTimeoutMs / 4));
+      let timedOut = false;
+      let destroyed = false;
+      let graceTimer: NodeJS.Timeout | undefined;
+      const attemptTimer = setTimeout(() => {
+        timedOut = true;
+        attempt.cancelRequested = true;
+        attempt.connection.cancel().catch(() => undefined);
+        graceTimer = setTimeout(() => {
+          destroyed = true;
+          attempt.connection.destroy();
+        }, TIMED_OUT_CANCEL_GRACE_MS);
+      }, attemptTimeoutMs);
+      let results: CommandResult[] | undefined;
+      let failure: unknown;
+      try {
+        results = await connection.send(live, hasRepeatedIds(live));
+      } catch (error) {
+        failure = error;
+      } finally {
+        clearTimeout(attemptTimer);
+        clearTimeout(graceTimer);
+        this.#attempt = undefined;
+        connection.release();
+      }
+
+      if (results) {
+        live.forEach((command, index) => this.#deliver(command, results[index]));
+        return;
+      }
+      const cancelled = this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed;
+      if (cancelled && !timedOut) {
+        // Every caller of this attempt had aborted; it rolled back.
+        this.#settleAborted(live);
+        const rest = live.filter((command) => command.state !== 'settled');
+        for (const command of rest) command.state = 'queued';
+        this.#queue.unshift(...rest);
+        return;
+      }
+      if (cancelled) {
+        // Timed out and cancelled: this attempt rolled back. Try again.
+        this.#settleAborted(live);
+        await this.#backoff(++failures, live);
+        continue;
+      }
+      if (destroyed || this.#execution.isConnectionError(failure)) {
+        // Sent, and then the connection was lost: it may or may not have committed.
+        for (const command of live) {
+          command.ambiguous = true;
+          command.lastError = failure;
+          // Its caller has given up; a resend would only answer a question nobody asks.
+          if (command.abortRequested) this.#settle(command, () => command.reject(this.#unknown(command, 'aborted while in flight, and the connection was lost', failure)));
+        }
+        if (this.#forced) {
+          for (const command of live) this.#settle(command, () => command.reject(this.#unknown(command, 'the store was closed before the outcome was known', failure)));
+          return;
+        }
+        await this.#backoff(++failures, live);
+        continue;
+      }
+      // The server refused the statement: the attempt rolled back. One bad command breaks the
+      // whole batch; run each alone (at the front of the queue, in order) to find it.
+      this.#settleAborted(live);
+      live = live.filter((command) => command.state !== 'settled');
+      if (live.length === 0) return;
+      if (live.length > 1) {
+        for (const command of live) {
+          command.alone = true;
+          command.state = 'queued';
+        }
+        this.#queue.unshift(...live);
+        return;
+      }
+      const command = live[0]!;
+      this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'a resend was refused by the server; an earlier attempt may have committed', failure) : this.#execution.toError(failure)));
+      return;
     }
   }
 
-  #deliver(pending: PendingAppend, result: CommandResult | undefined): void {
-    this.#settle(pending, () => {
+  /** After an attempt that rolled back: callers who aborted meanwhile learn that (or "unknown"). */
+  #settleAborted(commands: readonly Command[]): void {
+    for (const command of commands) {
+      if (!command.abortRequested) continue;
+      this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'aborted; an earlier attempt may have committed', command.signal?.reason) : new OperationAbortedError('append', command.signal?.reason)));
+    }
+  }
+
+  /** Waits before resending; ends early when every command of the batch is settled, or on forceClose. */
+  async #backoff(failures: number, live: readonly Command[]): Promise<void> {
+    const deadline = Math.max(...live.map((command) => command.deadline));
+    const delay = Math.min(deadline - Date.now(), Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 10)));
+    if (delay <= 0 || this.#forced) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, delay);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wakeBackoff = done;
+    });
+    this.#wakeBackoff = undefined;
+  }
+
+  #deliver(command: Command, result: CommandResult | undefined): void {
+    this.#settle(command, () => {
       if (!result) {
-        pending.reject(new EventStoreError('DATABASE_ERROR', 'the append function returned fewer results than commands'));
+        command.reject(this.#unknown(command, 'the append function returned fewer results than commands'));
       } else if (result.status === 'appended' || result.status === 'already-appended') {
-        pending.resolve(result.position);
+        command.resolve(result.position);
       } else if (result.status === 'condition-failed') {
-        pending.reject(new AppendConditionFailedError(pending.callerCondition!, result.conflict));
+        command.reject(new AppendConditionFailedError(command.callerCondition!, result.conflict));
       } else if (result.status === 'duplicate-id') {
-        pending.reject(new DuplicateEventIdError(pending.events.map((event) => event.id), result.conflict));
+        command.reject(new DuplicateEventIdError(command.events.map((event) => event.id), result.conflict));
+      } else {
+        // A newer schema than this library knows: the batch committed, but what became of this
+        // command is not something we can tell.
+        command.reject(this.#unknown(command, `the append function answered with status ${(result as { code: number }).code}, which this version does not know (is the schema newer than the library?)`));
       }
     });
   }
 
-  #settle(pending: PendingAppend, settle: () => void): void {
-    if (pending.state === 'settled') return;
-    pending.state = 'settled';
-    pending.detachAbort?.();
+  #settle(command: Command, settle: () => void): void {
+    if (command.state === 'settled') return;
+    command.state = 'settled';
+    command.cleanup();
     settle();
   }
 }
 
-function hasRepeatedIds(batch: PendingAppend[]): boolean {
+function hasRepeatedIds(batch: readonly PendingAppend[]): boolean {
   if (batch.length < 2) return false;
   const seen = new Set<string>();
   for (const pending of batch) {

@@ -1,8 +1,9 @@
 import pg from 'pg';
 import { commandsAreIndependent } from './batch-independence.ts';
-import { AppendBatcher, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
+import { AppendBatcher, type AppendConnection, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
 import {
   DuplicateEventIdError,
+  OperationTimeoutError,
   EventStoreClosedError,
   EventStoreDatabaseError,
   EventStoreError,
@@ -23,7 +24,7 @@ import type { SnapshotStore } from './decisions/snapshots.ts';
 import { HeadNotifier } from './postgres/notifier.ts';
 import { sendCancelRequest } from './postgres/cancel.ts';
 import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
-import { follow, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
+import { follow, MAX_TIMER_MS, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
 
 export interface EventStoreOptions {
   /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
@@ -50,6 +51,40 @@ export interface EventStoreOptions {
    * paths give the same answer.
    */
   conditionScanLimit?: number;
+  /**
+   * The longest an append may take, from the call to its answer: waiting in the queue, sending,
+   * and resending after a lost connection. When it passes, an append that was never sent fails
+   * with OperationTimeoutError (nothing written); one that was sent and got no answer fails with
+   * AppendOutcomeUnknownError. Default 30000 ms.
+   */
+  appendTimeoutMs?: number;
+  /** The longest one read round trip may take (read, each page of stream, head, status); then it is cancelled and fails with OperationTimeoutError. Default 30000 ms. */
+  readTimeoutMs?: number;
+  /** The longest wait for a connection: a pooled one, or a new one to the server. Default 10000 ms. */
+  connectTimeoutMs?: number;
+  /** Most appends waiting for a batch; past it, appends fail at once with EventStoreOverloadedError (nothing written). Default 5000. */
+  maxQueuedAppends?: number;
+  /**
+   * Use named prepared statements (parsed once per connection). Default true. Set false behind a
+   * pooler in transaction mode (PgBouncer before 1.21), which cannot keep them.
+   */
+  preparedStatements?: boolean;
+  /**
+   * Where the connections that need a session of their own go: the LISTEN connection that wakes
+   * subscriptions, and consumer sessions (their lease is a session advisory lock). Default
+   * `connectionString`. Behind a pooler in transaction mode, point this at PostgreSQL directly
+   * or at a session-mode pool.
+   */
+  sessionConnectionString?: string;
+}
+
+export interface CloseOptions {
+  /**
+   * How long close() waits for queued and in-flight appends, running consumers and reads. After
+   * it, appends still queued fail with EventStoreClosedError (never sent), appends in flight with
+   * AppendOutcomeUnknownError, and the remaining connections are closed. Default 30000 ms.
+   */
+  timeoutMs?: number;
 }
 
 export interface ReadOptions {
@@ -80,7 +115,12 @@ export interface StreamOptions {
 }
 
 export interface AppendOptions {
-  /** Abort before the append took effect; if it commits first, the append succeeds normally. */
+  /**
+   * Stops waiting. A queued append is dropped (OperationAbortedError: nothing written). One in
+   * flight alone in its batch is cancelled on the server: OperationAbortedError if the cancel won,
+   * its position if the commit won. One in flight with other callers' appends is not cancelled
+   * (that would roll theirs back): the caller gets AppendOutcomeUnknownError at once.
+   */
   signal?: AbortSignal;
 }
 
@@ -118,6 +158,13 @@ export class EventStore {
   readonly #batcher: AppendBatcher;
   readonly #connectionConfig: pg.PoolConfig;
   readonly #conditionScanLimit: number;
+  readonly #readTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #preparedStatements: boolean;
+  /** The server's default isolation is not READ COMMITTED: appends run in an explicit READ COMMITTED transaction. */
+  readonly #explicitReadCommitted: boolean;
+  /** Pooled connections checked out now; close() closes them when its timeout passes. */
+  readonly #checkedOut = new Set<pg.PoolClient>();
   readonly #statementNames = new Map<string, string>();
   readonly #snapshots: PostgresSnapshotStore;
   readonly #notifier: HeadNotifier;
@@ -125,22 +172,28 @@ export class EventStore {
   /** What subscriptions and consumers read and wait through. */
   readonly #host: ConsumerHost;
   /** Running consumers; close() waits for them. */
-  readonly #runs = new Set<Promise<unknown>>();
+  readonly #runs = new Map<Promise<unknown>, () => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(pool: pg.Pool, schema: string, connectionConfig: pg.PoolConfig, options: EventStoreOptions) {
+  private constructor(pool: pg.Pool, schema: string, settings: ConnectionSettings, options: EventStoreOptions) {
     this.#pool = pool;
     this.#schema = schema;
     this.#quotedSchema = quoteSchemaName(schema);
-    this.#connectionConfig = connectionConfig;
+    this.#connectionConfig = settings.sessionConfig;
     this.#conditionScanLimit = options.conditionScanLimit ?? 128;
+    this.#readTimeoutMs = settings.readTimeoutMs;
+    this.#connectTimeoutMs = settings.connectTimeoutMs;
+    this.#preparedStatements = settings.preparedStatements;
+    this.#explicitReadCommitted = settings.explicitReadCommitted;
     this.#batcher = new AppendBatcher(this.#batchExecution(), {
       maxCommands: options.maxBatchCommands ?? 1000,
       maxEvents: options.maxBatchEvents ?? 10_000,
-      ambiguousRetries: 2,
+      maxQueued: options.maxQueuedAppends ?? 5000,
+      appendTimeoutMs: settings.appendTimeoutMs,
+      connectTimeoutMs: settings.connectTimeoutMs,
     });
-    this.#notifier = new HeadNotifier(connectionConfig, this.#quotedSchema);
+    this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema);
     const isClosed = (): boolean => this.#closed;
     this.#host = {
       schema: this.#schema,
@@ -156,8 +209,8 @@ export class EventStore {
       },
       closedSignal: this.#closedController.signal,
       cancelBackend: (client) => sendCancelRequest(client),
-      trackRun: (running) => {
-        this.#runs.add(running);
+      trackRun: (running, forceStop) => {
+        this.#runs.set(running, forceStop);
         const forget = (): void => void this.#runs.delete(running);
         running.then(forget, forget);
         return running;
@@ -181,44 +234,65 @@ export class EventStore {
     if (connectionString === undefined || connectionString === '') {
       throw new InvalidInputError('connectionString', 'is required (or set DATABASE_URL); startEmbeddedPostgres() gives you one');
     }
-    if (options.payloadIndex !== undefined && typeof options.payloadIndex !== 'boolean') {
-      throw new InvalidInputError('payloadIndex', `must be a boolean, got ${describe(options.payloadIndex)}`);
+    if (options.sessionConnectionString !== undefined && (typeof options.sessionConnectionString !== 'string' || options.sessionConnectionString === '')) {
+      throw new InvalidInputError('sessionConnectionString', `must be a non-empty string, got ${describe(options.sessionConnectionString)}`);
+    }
+    for (const key of ['payloadIndex', 'preparedStatements', 'migrate'] as const) {
+      if (options[key] !== undefined && typeof options[key] !== 'boolean') throw new InvalidInputError(key, `must be a boolean, got ${describe(options[key])}`);
     }
     const poolSize = options.poolSize ?? 10;
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new InvalidInputError('poolSize', `must be a positive integer, got ${describe(poolSize)}`);
-    for (const key of ['maxBatchCommands', 'maxBatchEvents', 'conditionScanLimit'] as const) {
+    for (const key of ['maxBatchCommands', 'maxBatchEvents', 'conditionScanLimit', 'maxQueuedAppends'] as const) {
       const value = options[key];
       if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'conditionScanLimit' ? 0 : 1))) throw new InvalidInputError(key, `must be a positive integer, got ${describe(value)}`);
     }
-    const connectionConfig: pg.PoolConfig = { connectionString: withReadCommitted(connectionString), application_name: 'dynamic-streams-eventstore' };
+    const appendTimeoutMs = timeoutOption(options.appendTimeoutMs, 30_000, 'appendTimeoutMs');
+    const readTimeoutMs = timeoutOption(options.readTimeoutMs, 30_000, 'readTimeoutMs');
+    const connectTimeoutMs = timeoutOption(options.connectTimeoutMs, 10_000, 'connectTimeoutMs');
+    const preparedStatements = options.preparedStatements ?? true;
+    // Every connection: a bounded connect, and TCP keepalives so that an idle connection whose
+    // peer vanished is noticed (busy ones are bounded by the operations' own deadlines).
+    const base = { application_name: 'dynamic-streams-eventstore', connectionTimeoutMillis: connectTimeoutMs, keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+    const connectionConfig: pg.PoolConfig = { ...base, connectionString };
+    const sessionConfig: pg.ClientConfig = { ...base, connectionString: options.sessionConnectionString ?? connectionString };
     const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    // pg-pool takes its own 'error' listener off a client while it is checked out. A server that
-    // terminates the connection in the same packet as a query's reply makes the client emit
-    // 'error' before we release it; unheard, that would crash the process. The query itself
-    // still fails, and the pool drops the broken client on release.
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    pool.on('connect', (client) => {
+      // pg-pool takes its own 'error' listener off a client while it is checked out. A server that
+      // terminates the connection in the same packet as a query's reply makes the client emit
+      // 'error' before we release it; unheard, that would crash the process. The query itself
+      // still fails, and the pool drops the broken client on release.
+      client.on('error', () => undefined);
+      // Reads are planned for their values (a tag with 3 events and one with 3 million want
+      // different plans); a named statement would switch to a generic plan after 5 runs. A
+      // session setting, so only where sessions are ours (not behind a transaction-mode pooler,
+      // where reads are unnamed statements, planned for their values anyway). It is queued
+      // before the first statement of whoever checks the client out.
+      if (preparedStatements) client.query('SET plan_cache_mode = force_custom_plan').catch(() => undefined);
+    });
 
+    let explicitReadCommitted: boolean;
     try {
       const migrating = options.migrate ?? true;
-      if (migrating || options.payloadIndex === true) {
-        const client = await pool.connect();
-        try {
-          if (migrating) await migrate(client, schema);
-          if (options.payloadIndex === true) await ensurePayloadIndex(client, schema);
-        } finally {
-          client.release();
-        }
-      } else {
-        await pool.query('SELECT 1');
+      const client = await pool.connect();
+      try {
+        if (migrating) await migrate(client, schema);
+        if (options.payloadIndex === true) await ensurePayloadIndex(client, schema);
+        // The append function needs READ COMMITTED (a fresh snapshot per statement after the
+        // lock). A server whose default is stricter gets each append in an explicit READ
+        // COMMITTED transaction, instead of a startup parameter that poolers refuse.
+        const { rows } = await client.query<{ level: string }>("SELECT current_setting('default_transaction_isolation') AS level");
+        explicitReadCommitted = rows[0]!.level !== 'read committed';
+      } finally {
+        client.release();
       }
     } catch (error) {
       await pool.end().catch(() => undefined);
       if (error instanceof EventStoreError) throw error;
       throw new EventStoreDatabaseError(`connecting to PostgreSQL failed: ${(error as Error).message}`, error);
     }
-    return new EventStore(pool, schema, connectionConfig, options);
+    return new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted }, options);
   }
 
   /** The schema this store lives in. */
@@ -351,7 +425,7 @@ export class EventStore {
 
   /** Checkpoint, lag, lease and last error of the consumer `name` (running anywhere, or not at all). */
   consumerStatus(name: string, options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
-    this.#assertOpen();
+    if (this.#closed) return Promise.reject(new EventStoreClosedError());
     return consumerStatus(this.#host, name, options);
   }
 
@@ -361,7 +435,7 @@ export class EventStore {
    * ConsumerRunningError while an instance holds the consumer's lease.
    */
   resetConsumer(name: string, options: ResetConsumerOptions = {}): Promise<void> {
-    this.#assertOpen();
+    if (this.#closed) return Promise.reject(new EventStoreClosedError());
     return resetConsumer(this.#host, name, options);
   }
 
@@ -378,7 +452,7 @@ export class EventStore {
     command: Command,
     options?: ExecuteOptions,
   ): Promise<ExecuteResult<StatesOf<Projections>, Event>> {
-    this.#assertOpen();
+    if (this.#closed) return Promise.reject(new EventStoreClosedError());
     return executeCommand(this, handler, command, options);
   }
 
@@ -399,16 +473,35 @@ export class EventStore {
     return schemaSql(this.#schema);
   }
 
-  /** Waits for queued appends, then closes all connections. Later calls throw EventStoreClosedError. */
-  close(): Promise<void> {
+  /**
+   * Stops taking work, ends subscriptions, waits for queued and in-flight appends, running
+   * consumers (they stop between events) and reads, then closes every connection; all of it
+   * within `timeoutMs` (see {@link CloseOptions}). Later calls of other methods fail with
+   * EventStoreClosedError.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    let timeoutMs: number;
+    try {
+      timeoutMs = timeoutOption(options.timeoutMs, 30_000, 'timeoutMs');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     // Every caller waits for the same drain, so a second close() cannot return early.
     this.#closing ??= (async () => {
       this.#closed = true;
       this.#closedController.abort(new EventStoreClosedError());
-      await this.#notifier.close();
-      await Promise.allSettled([...this.#runs]);
-      await this.#batcher.drained();
-      await this.#pool.end();
+      const deadline = Date.now() + timeoutMs;
+      const finished = await settlesWithin(Promise.all([this.#notifier.close(), Promise.allSettled([...this.#runs.keys()]), this.#batcher.drained()]), deadline - Date.now());
+      if (!finished) {
+        this.#batcher.forceClose();
+        for (const forceStop of this.#runs.values()) forceStop();
+      }
+      const ending = this.#pool.end();
+      if (!(await settlesWithin(ending, deadline - Date.now()))) {
+        // Reads past the close deadline (their own deadline is longer): close their connections.
+        for (const client of this.#checkedOut) destroyConnection(client);
+        await ending;
+      }
     })();
     return this.#closing;
   }
@@ -431,103 +524,139 @@ export class EventStore {
     return name;
   }
 
+  /**
+   * One statement on a pooled connection, within readTimeoutMs, cancellable by `signal`. A
+   * deadline or an abort sends a cancel request and waits for the statement to end; if it does
+   * not end promptly (the connection is dead), the connection is closed instead. A connection
+   * whose cancel may still be on its way is never reused: it could hit the next statement.
+   */
   async #query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined, name?: string): Promise<Row[]> {
     if (signal?.aborted) throw new OperationAbortedError(operation, signal.reason);
+    const timeoutMs = this.#readTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
     let client: pg.PoolClient;
     try {
-      client = await this.#connect(operation, signal);
+      client = await this.#acquire(operation, Math.min(this.#connectTimeoutMs, timeoutMs), signal);
     } catch (error) {
+      if (error instanceof OperationTimeoutError) throw new OperationTimeoutError(operation, timeoutMs, 'no connection could be had in time');
       throw this.#toError(error);
     }
-    if (signal?.aborted) {
-      client.release();
-      throw new OperationAbortedError(operation, signal.reason);
-    }
-    let aborted = false;
+    let stopped: 'aborted' | 'timed out' | undefined;
     let cancelling: Promise<void> | undefined;
-    const onAbort = (): void => {
-      aborted = true;
-      cancelling = this.#cancelBackend(processId(client)).catch(() => undefined);
+    let destroyTimer: NodeJS.Timeout | undefined;
+    const stop = (why: 'aborted' | 'timed out'): void => {
+      if (stopped) return;
+      stopped = why;
+      cancelling = sendCancelRequest(client);
+      cancelling.catch(() => undefined);
+      // A dead connection does not answer the cancel either: close it.
+      destroyTimer = setTimeout(() => destroyConnection(client), CANCEL_GRACE_MS);
     };
+    const onAbort = (): void => stop('aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => stop('timed out'), Math.max(1, deadline - Date.now()));
+    let broken = false;
     try {
-      const result = await client.query<Row>(name === undefined ? { text, values } : { name, text, values });
+      const result = await client.query<Row>(name === undefined || !this.#preparedStatements ? { text, values } : { name, text, values });
       return result.rows;
     } catch (error) {
-      if (aborted) throw new OperationAbortedError(operation, signal?.reason);
+      broken = isConnectionError(error);
+      if (stopped === 'aborted') throw new OperationAbortedError(operation, signal?.reason);
+      if (stopped === 'timed out') throw new OperationTimeoutError(operation, timeoutMs);
       throw this.#toError(error);
     } finally {
+      clearTimeout(timer);
+      clearTimeout(destroyTimer);
       signal?.removeEventListener('abort', onAbort);
-      // Keep the connection out of the pool until a late cancel has landed, so that it cannot hit
-      // the next user's statement.
-      if (cancelling) await cancelling;
-      client.release();
+      this.#release(client, broken, cancelling);
     }
   }
 
-  /** A pooled connection; an abort while waiting for one rejects at once (a late connection goes back to the pool). */
-  #connect(operation: string, signal: AbortSignal | undefined): Promise<pg.PoolClient> {
-    const connecting = this.#pool.connect();
-    if (!signal) return connecting;
+  /** A pooled connection within `timeoutMs`; an abort rejects at once (a late connection goes back to the pool). */
+  #acquire(operation: string, timeoutMs: number, signal?: AbortSignal): Promise<pg.PoolClient> {
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
-        reject(new OperationAbortedError(operation, signal.reason));
-        connecting.then((client) => client.release(), () => undefined);
+      let done = false;
+      const finish = (settle: () => void): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        settle();
       };
-      signal.addEventListener('abort', onAbort, { once: true });
-      connecting.then(
+      const onAbort = (): void => finish(() => reject(new OperationAbortedError(operation, signal?.reason)));
+      const timer = setTimeout(() => finish(() => reject(new OperationTimeoutError(operation, timeoutMs, 'no connection could be had in time'))), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pool.connect().then(
         (client) => {
-          signal.removeEventListener('abort', onAbort);
-          if (signal.aborted) return; // onAbort released it
-          resolve(client);
+          if (done) return client.release();
+          this.#checkedOut.add(client);
+          finish(() => resolve(client));
         },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
+        (error: unknown) => finish(() => reject(error)),
       );
     });
+  }
+
+  /** Back to the pool, or closed: when broken, or when a cancel sent on it may still arrive. */
+  #release(client: pg.PoolClient, broken: boolean, cancelling: Promise<void> | undefined): void {
+    const giveBack = (ok: boolean): void => {
+      this.#checkedOut.delete(client);
+      if (!ok) return destroyConnection(client);
+      try {
+        client.release();
+      } catch {
+        // closed already (destroyConnection released it)
+      }
+    };
+    if (broken) giveBack(false);
+    else if (cancelling) cancelling.then(() => giveBack(true), () => giveBack(false));
+    else giveBack(true);
   }
 
   #batchExecution(): BatchExecution {
     const appendSql = `SELECT r_status, r_position, r_conflict FROM ${this.#quotedSchema}.append_batch($1::jsonb, $2::boolean, $3::bigint, $4::uuid[], $5::boolean)`;
     const scanLimit = String(this.#conditionScanLimit);
     return {
-      execute: async (commands, checkIds, onCancellable) => {
-        const payload = appendPayload(commands);
-        const ids = commands.flatMap((command) => command.events.map((event) => event.id));
-        const independent = commandsAreIndependent(commands);
-        const client = await this.#pool.connect();
+      connect: async (timeoutMs) => {
+        const client = await this.#acquire('append', timeoutMs);
+        let broken = false;
         let cancelling: Promise<void> | undefined;
-        onCancellable(() => (cancelling = this.#cancelBackend(processId(client))));
-        let broken: unknown;
-        try {
-          const { rows } = await client.query<AppendRow>({ name: 'dses_append', text: appendSql, values: [payload, checkIds, scanLimit, ids, independent] });
-          return rows.map(toCommandResult);
-        } catch (error) {
-          broken = isConnectionError(error) ? error : undefined;
-          throw error;
-        } finally {
-          if (cancelling) await cancelling.catch(() => undefined);
-          client.release(broken instanceof Error ? broken : undefined);
-        }
+        const connection: AppendConnection = {
+          send: async (commands, checkIds) => {
+            const payload = appendPayload(commands);
+            const ids = commands.flatMap((command) => command.events.map((event) => event.id));
+            const independent = commandsAreIndependent(commands);
+            const values = [payload, checkIds, scanLimit, ids, independent];
+            const statement = this.#preparedStatements ? { name: 'dses_append', text: appendSql, values } : { text: appendSql, values };
+            try {
+              if (!this.#explicitReadCommitted) return (await client.query<AppendRow>(statement)).rows.map(toCommandResult);
+              await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+              try {
+                const { rows } = await client.query<AppendRow>(statement);
+                await client.query('COMMIT');
+                return rows.map(toCommandResult);
+              } catch (error) {
+                if (!isConnectionError(error)) await client.query('ROLLBACK').catch(() => undefined);
+                throw error;
+              }
+            } catch (error) {
+              broken = isConnectionError(error);
+              throw error;
+            }
+          },
+          cancel: () => (cancelling ??= sendCancelRequest(client)),
+          destroy: () => {
+            broken = true;
+            destroyConnection(client);
+          },
+          release: () => this.#release(client, broken, cancelling),
+        };
+        return connection;
       },
-      isAmbiguous: isConnectionError,
+      isConnectionError,
       isCancelled: (error) => (error as { code?: unknown } | null)?.code === '57014',
       toError: (error) => this.#toError(error),
     };
-  }
-
-  /** Cancels whatever the backend runs now, from a separate short-lived connection. */
-  async #cancelBackend(pid: number): Promise<void> {
-    const client = new pg.Client(this.#connectionConfig);
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      await client.query('SELECT pg_cancel_backend($1)', [pid]);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
   }
 
   #toError(error: unknown): EventStoreError {
@@ -547,21 +676,49 @@ export class EventStore {
 /** Read shapes prepared per connection; beyond this, reads run as unnamed statements. */
 const MAX_PREPARED_SHAPES = 200;
 
-// The append function needs READ COMMITTED (a fresh snapshot per statement after the lock); a
-// server whose default is stricter would otherwise reject every append. Set it as a startup
-// option, added to any `options` the connection string already has (pg lets the URL's win).
-const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
-function withReadCommitted(connectionString: string): string {
-  let url: URL;
-  try {
-    url = new URL(connectionString);
-  } catch {
-    return connectionString; // key=value form: left as given; the function then checks the level itself
+/** How long an aborted or timed-out statement's cancel may take before its connection is closed. */
+const CANCEL_GRACE_MS = 1_000;
+
+interface ConnectionSettings {
+  sessionConfig: pg.ClientConfig;
+  appendTimeoutMs: number;
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  preparedStatements: boolean;
+  explicitReadCommitted: boolean;
+}
+
+function timeoutOption(value: unknown, fallback: number, path: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_TIMER_MS) {
+    throw new InvalidInputError(path, `must be an integer number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${describe(value)}`);
   }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') return connectionString;
-  const existing = url.searchParams.get('options');
-  url.searchParams.set('options', existing ? `${existing} ${READ_COMMITTED}` : READ_COMMITTED);
-  return url.toString();
+  return value;
+}
+
+/** True when `promise` settles within `ms` (it is left to run either way). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Closes a connection's socket at once (no goodbye to a peer that may be gone) and drops it from
+ * its pool. Its running query, if any, fails with a connection error.
+ */
+function destroyConnection(client: pg.PoolClient): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  stream?.destroy();
+  try {
+    client.release(new Error('connection closed by the event store'));
+  } catch {
+    // released already
+  }
 }
 
 /**
@@ -602,13 +759,11 @@ function toCommandResult(row: AppendRow): CommandResult {
       return { status: 'already-appended', position: BigInt(row.r_position!) };
     case 1:
       return { status: 'condition-failed', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
-    default:
+    case 2:
       return { status: 'duplicate-id', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
+    default:
+      return { status: 'unknown', code: row.r_status };
   }
-}
-
-function processId(client: pg.PoolClient): number {
-  return (client as unknown as { processID: number }).processID;
 }
 
 /** Errors after which we cannot know whether a statement sent before committed. */
@@ -621,5 +776,5 @@ function isConnectionError(error: unknown): boolean {
     if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(code)) return true;
   }
   const message = (error as Error | null)?.message ?? '';
-  return /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message);
+  return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message);
 }

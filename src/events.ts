@@ -100,6 +100,13 @@ export function normalizeEvent(input: EventInput, path: string, now: Date): Norm
       throw new InvalidInputError(`${path}.metadata`, `must be a JSON object, got ${describe(input.metadata)}`);
     }
     assertJson(input.metadata, `${path}.metadata`);
+    // What is stored is the JSON: an object whose toJSON gives null (a NOT NULL column) or a
+    // string (a Date) would not be the JSON object metadata is.
+    const toJSON = (input.metadata as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') {
+      const json: unknown = toJSON.call(input.metadata);
+      if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new InvalidInputError(`${path}.metadata`, `must be a JSON object, but its toJSON() gives ${describe(json)}`);
+    }
     metadata = input.metadata;
   }
   let id: string;
@@ -109,13 +116,7 @@ export function normalizeEvent(input: EventInput, path: string, now: Date): Norm
     if (typeof input.id !== 'string' || !isUuid(input.id)) throw new InvalidInputError(`${path}.id`, `must be a UUID string, got ${describe(input.id)}`);
     id = input.id.toLowerCase();
   }
-  let occurredAt = now;
-  if (input.occurredAt !== undefined) {
-    if (!(input.occurredAt instanceof Date) || Number.isNaN(input.occurredAt.getTime())) {
-      throw new InvalidInputError(`${path}.occurredAt`, `must be a valid Date, got ${describe(input.occurredAt)}`);
-    }
-    occurredAt = input.occurredAt;
-  }
+  const occurredAt = input.occurredAt === undefined ? now : validateStorableDate(input.occurredAt, `${path}.occurredAt`);
   const occurred_at = occurredAt.toISOString();
   const json = JSON.stringify({ id, type, tags, data: input.data, metadata, occurred_at });
   return { id, type, tags, data: input.data, metadata, occurred_at, json };
@@ -179,7 +180,8 @@ export function assertJson(value: unknown, path: string): void {
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function assertStorableString(value: string, path: string): void {
+/** Rejects strings PostgreSQL's text and jsonb cannot hold (see UNSTORABLE). */
+export function assertStorableString(value: string, path: string): void {
   const match = UNSTORABLE.exec(value);
   if (match === null) return;
   const what = match[0] === '\u0000' ? 'the NUL character \\u0000' : 'an unpaired UTF-16 surrogate';
@@ -195,6 +197,27 @@ export function describe(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'function' || typeof value === 'symbol') return `a ${typeof value}`;
   return String(value);
+}
+
+/** The earliest occurredAt (and query time bound) both stores accept, in ms since the epoch: 0001-01-01T00:00:00.000Z. */
+export const MIN_STORABLE_TIME = Date.parse('0001-01-01T00:00:00.000Z');
+/** The latest occurredAt (and query time bound) both stores accept, in ms since the epoch: 9999-12-31T23:59:59.999Z. */
+export const MAX_STORABLE_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * A Date the PostgreSQL store can store and read back unchanged. Dates travel as
+ * `toISOString()`, which writes years outside 0000..9999 as `+010000-...` or `-000001-...`, forms
+ * PostgreSQL's timestamptz input rejects; it also rejects year 0000 (there is no year 0; 1 BC
+ * would be `0001-... BC`). So only 0001-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z (UTC) are
+ * accepted, by both stores, for occurredAt and for query time bounds. Returns a copy.
+ */
+export function validateStorableDate(value: unknown, path: string): Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw new InvalidInputError(path, `must be a valid Date, got ${describe(value)}`);
+  const time = value.getTime();
+  if (time < MIN_STORABLE_TIME || time > MAX_STORABLE_TIME) {
+    throw new InvalidInputError(path, `must be from 0001-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z (UTC), what PostgreSQL's timestamptz accepts as the store sends it; got ${value.toISOString()}`);
+  }
+  return new Date(time);
 }
 
 /** A position given by a caller: a non-negative integer (bigint, or a safe integer number). */

@@ -18,7 +18,8 @@ export function prepareAppend(events: EventInput | readonly EventInput[], condit
   const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
   if (list.length === 0) throw new InvalidInputError('events', 'needs at least one event');
   const now = new Date();
-  const normalized = list.map((event, index) => normalizeEvent(event, `events[${index}]`, now));
+  // Array.from visits holes too (map skips them): a sparse array's hole is an event that is not an object.
+  const normalized = Array.from(list, (event, index) => normalizeEvent(event, `events[${index}]`, now));
   const ids = new Set<string>();
   normalized.forEach((event, index) => {
     if (ids.has(event.id)) throw new InvalidInputError(`events[${index}].id`, `repeats id ${event.id} within the same append`);

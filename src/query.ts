@@ -1,5 +1,5 @@
 import { InvalidInputError } from './errors.ts';
-import { assertJson, describe, validateTag, validateType } from './events.ts';
+import { assertJson, describe, validateStorableDate, validateTag, validateType } from './events.ts';
 
 /** The DCB JSON shape of a query item. */
 export interface QueryItemJSON {
@@ -225,7 +225,7 @@ export class Query {
   /** Only events that occurred at or after `date`. */
   occurredFrom(date: Date): Query {
     if (this.#from !== undefined) throw new InvalidInputError('Query.occurredFrom', 'is already set');
-    const from = validateDate(date, 'Query.occurredFrom');
+    const from = validateStorableDate(date, 'Query.occurredFrom');
     if (this.#until !== undefined && from > this.#until) throw new InvalidInputError('Query.occurredFrom', 'is after occurredUntil');
     return new Query(this.#all, this.#items, from, this.#until);
   }
@@ -233,7 +233,7 @@ export class Query {
   /** Only events that occurred at or before `date`. */
   occurredUntil(date: Date): Query {
     if (this.#until !== undefined) throw new InvalidInputError('Query.occurredUntil', 'is already set');
-    const until = validateDate(date, 'Query.occurredUntil');
+    const until = validateStorableDate(date, 'Query.occurredUntil');
     if (this.#from !== undefined && this.#from > until) throw new InvalidInputError('Query.occurredUntil', 'is before occurredFrom');
     return new Query(this.#all, this.#items, this.#from, until);
   }
@@ -287,9 +287,4 @@ export class Query {
       until: this.#until ? this.#until.toISOString() : null,
     };
   }
-}
-
-function validateDate(date: unknown, path: string): Date {
-  if (!(date instanceof Date) || Number.isNaN(date.getTime())) throw new InvalidInputError(path, `must be a valid Date, got ${describe(date)}`);
-  return new Date(date.getTime());
 }

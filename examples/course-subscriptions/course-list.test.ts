@@ -12,10 +12,11 @@ describe('course list read model', () => {
   let store: EventStore;
   let dispose: () => Promise<void>;
   let list: ReturnType<typeof courseList>;
+  let schema: string;
 
   before(async () => {
     const created = await createTestStore();
-    ({ store, dispose } = created);
+    ({ store, dispose, schema } = created);
     list = courseList(created.schema); // in the test's schema, dropped with it
     await withClient((client) => list.createTable(client));
   });
@@ -40,7 +41,13 @@ describe('course list read model', () => {
     let kills = 0;
     const killer = setInterval(() => {
       withClient((client) =>
-        client.query(`SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objid = hashtext('course-list')::oid AND l.granted`),
+        client.query(
+          `SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+              AND l.classid = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+              AND l.objid = (SELECT lease_key::oid FROM "${schema}".consumers WHERE name = 'course-list')`,
+          [schema],
+        ),
       ).then((result) => (kills += result.rowCount ?? 0), () => undefined);
     }, 40);
     const subscriptions = courses.flatMap((courseId) => Array.from({ length: 6 }, (_, index) => ({ courseId, studentId: `s${index}` })));

@@ -12,7 +12,7 @@ import {
   InvalidInputError,
   OperationAbortedError,
 } from '../errors.ts';
-import { describe, validatePosition, type SequencedEvent } from '../events.ts';
+import { assertStorableString, describe, validatePosition, type SequencedEvent } from '../events.ts';
 import type { ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
 import { MAX_TIMER_MS, type FollowSource } from '../subscriptions/follow.ts';
@@ -30,7 +30,12 @@ export interface ConsumerContext {
   transaction: ConsumerTransaction;
   /** Which attempt at this event this is: 1, then 2, ... up to `maxAttempts`. */
   attempt: number;
-  /** Aborted when the consumer is asked to stop; the current batch still commits if it can. */
+  /**
+   * Aborted when the consumer is asked to stop (the run's signal, or `store.close()`). The call
+   * may still finish: its writes then commit with the events before it. A call that throws after
+   * the signal fired rolls back its batch's uncommitted events, which the next run delivers again;
+   * no failure is recorded. The transaction stays usable either way.
+   */
   signal: AbortSignal;
 }
 
@@ -86,22 +91,27 @@ export interface ConsumerHost extends FollowSource {
   head(options?: { signal?: AbortSignal }): Promise<bigint>;
   /** A statement on a pooled connection, errors mapped to EventStoreErrors. */
   query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined): Promise<Row[]>;
-  /** Aborted when the store closes. */
-  readonly closedSignal: AbortSignal;
   /** Cancels the statement this connection's backend runs (a protocol cancel request). */
   cancelBackend(client: pg.ClientBase): Promise<void>;
   /**
    * Registers a running consumer: `store.close()` waits (bounded by its timeout) until `running`
-   * settles. Returns `running`.
+   * settles, and calls `forceStop` when the timeout passes first. Returns `running`.
    */
-  trackRun<T>(running: Promise<T>): Promise<T>;
+  trackRun<T>(running: Promise<T>, forceStop: () => void): Promise<T>;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
 class LeaseLostError extends Error {}
 
-/** Asked to stop while waiting to retry an event: leave it for the next run. */
+/** Asked to stop while waiting to retry an event, or while connecting: leave it for the next run. */
 class StopRequested extends Error {}
+
+/**
+ * How one transaction over a run of events ended: committed through `events[through]` (stopped
+ * after it when that is not the last), a handler failed at `index` (rolled back), or stopped
+ * before anything could commit (rolled back; nothing recorded).
+ */
+type AttemptOutcome = { kind: 'committed'; through: number } | { kind: 'failed'; index: number; error: unknown } | { kind: 'stopped' };
 
 /** A handler call took longer than handlerTimeoutMs; a failed attempt like any other. */
 class HandlerTimeoutError extends Error {
@@ -134,6 +144,8 @@ export class Consumer<Data = unknown> {
   readonly #handlerTimeoutMs: number;
   readonly #instanceId: string;
   #running = false;
+  /** The session of the current run, for #forceStop. */
+  #session: pg.Client | undefined;
 
   /** @internal use `store.consumer(name, options)` */
   constructor(host: ConsumerHost, name: string, options: ConsumerOptions<Data>) {
@@ -164,6 +176,10 @@ export class Consumer<Data = unknown> {
    * a lost connection). While another instance holds the lease, waits as a standby. Lost
    * connections are retried forever, with backoff.
    *
+   * A stop takes effect between events: the handler call running then finishes (at most
+   * handlerTimeoutMs), the events processed so far commit with the checkpoint at the last of
+   * them, the lease is released and run() resolves. `store.close()` waits for that.
+   *
    * @example
    * const controller = new AbortController();
    * const consumer = store.consumer('course-list', {
@@ -180,7 +196,21 @@ export class Consumer<Data = unknown> {
     if (this.#host.closed) return Promise.reject(new EventStoreClosedError());
     this.#running = true;
     // store.close() waits for this run to end (it stops between events).
-    return this.#host.trackRun(this.#runUntilStopped(options));
+    return this.#host.trackRun(this.#runUntilStopped(options), () => this.#forceStop());
+  }
+
+  /**
+   * store.close()'s timeout passed while a handler call still runs (handlerTimeoutMs may be
+   * longer): close the session's socket, which ends the transaction (rolled back) and the lease,
+   * so that nothing of this consumer outlives the store's close.
+   */
+  #forceStop(): void {
+    const session = this.#session;
+    if (!session) return;
+    const stream = (session as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    // Cancel first: a backend busy with a statement would not notice the closed socket until it
+    // finished, and would hold the lease until then.
+    void this.#host.cancelBackend(session).catch(() => undefined).finally(() => stream?.destroy());
   }
 
   async #runUntilStopped(options: { signal?: AbortSignal }): Promise<void> {
@@ -192,14 +222,15 @@ export class Consumer<Data = unknown> {
       while (!signal.aborted) {
         try {
           // A standby keeps its session and asks for the lease again every takeoverIntervalMs.
-          session ??= await this.#openSession();
-          const leased = await tryLease(session, this.#host.schema, this.name);
+          session ??= await this.#openSession(signal);
+          this.#session = session;
+          const lease = await tryLease(session, this.#host.quotedSchema, this.#host.schema, this.name);
           failures = 0;
-          if (!leased) {
+          if (!lease) {
             await sleep(this.#takeoverIntervalMs, undefined, { signal }).catch(() => undefined);
             continue;
           }
-          await this.#runWithLease(session, signal);
+          await this.#runWithLease(session, lease, signal);
           // Returned: asked to stop. Ending the session below gives the lease back.
         } catch (error) {
           if (error instanceof StopRequested) return;
@@ -222,21 +253,37 @@ export class Consumer<Data = unknown> {
     return consumerStatus(this.#host, this.name, options);
   }
 
-  async #openSession(): Promise<pg.Client> {
-    // A server that does not answer must not hold up a stop: give up connecting after 10 s (and
-    // try again with backoff). Keepalives also let this side notice a dead connection.
+  async #openSession(signal: AbortSignal): Promise<pg.Client> {
+    // A server that does not answer gives up after 10 s (then we try again with backoff), and a
+    // stop ends the attempt at once. Keepalives also let this side notice a dead connection.
     const client = new pg.Client({ connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 30_000, ...this.#host.connectionConfig });
     client.on('error', () => undefined); // surfaces as a failed query, handled there
-    await client.connect();
+    // pg's client.end() during connect() leaves connect() unsettled: instead, stop waiting for it,
+    // and end the connection once the attempt settles (bounded by connectionTimeoutMillis).
+    const connecting = client.connect();
+    let onAbort!: () => void;
+    const stopped = new Promise<'stopped'>((resolve) => {
+      onAbort = () => resolve('stopped');
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const winner = await Promise.race([connecting.then(() => 'connected' as const), stopped]);
+      if (winner === 'stopped') {
+        connecting.then(() => client.end(), () => undefined).catch(() => undefined);
+        throw new StopRequested();
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
     // Let the server notice a vanished lease holder (machine gone, no FIN) within about a minute
     // on TCP connections, so that a standby can take over.
     await client.query('SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3');
     return client;
   }
 
-  async #runWithLease(session: pg.Client, signal: AbortSignal): Promise<void> {
+  async #runWithLease(session: pg.Client, lease: Lease, signal: AbortSignal): Promise<void> {
     const table = `${this.#host.quotedSchema}.consumers`;
-    await session.query(`INSERT INTO ${table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [this.name]);
     const { rows } = await session.query<{ position: string }>(
       `UPDATE ${table} SET owner = $2, status = CASE WHEN status = 'failed' THEN status ELSE 'running' END, updated_at = now() WHERE name = $1 RETURNING position`,
       [this.name, this.#instanceId],
@@ -289,26 +336,27 @@ export class Consumer<Data = unknown> {
       await session
         .query(`UPDATE ${table} SET status = CASE WHEN status = 'failed' THEN status ELSE 'idle' END, updated_at = now() WHERE name = $1 AND owner = $2`, [this.name, this.#instanceId])
         .catch(() => undefined);
-      await releaseLease(session, this.#host.schema, this.name);
+      await releaseLease(session, lease);
     }
   }
 
   /**
    * Processes `events` in one transaction with the checkpoint and returns the new checkpoint: the
-   * last event's position, or an earlier one when an event needed retries (the caller then reads
-   * on from there).
+   * last event's position, or an earlier one when an event needed retries or a stop came between
+   * events (the caller then reads on from there, or stops).
    */
   async #processBatch(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, signal: AbortSignal): Promise<bigint> {
-    const failed = await this.#attempt(session, events, checkpoint, 1, signal);
-    if (failed === undefined) return events.at(-1)!.position;
+    const outcome = await this.#attempt(session, events, checkpoint, 1, signal);
+    if (outcome.kind === 'committed') return events[outcome.through]!.position;
+    if (outcome.kind === 'stopped') return checkpoint;
     // The transaction was rolled back. Keep the work before the failing event, then retry that
     // event alone.
     let done = checkpoint;
-    if (failed.index > 0) {
-      done = await this.#processBatch(session, events.slice(0, failed.index), checkpoint, signal);
-      if (done !== events[failed.index - 1]!.position) return done;
+    if (outcome.index > 0) {
+      done = await this.#processBatch(session, events.slice(0, outcome.index), checkpoint, signal);
+      if (done !== events[outcome.index - 1]!.position) return done;
     }
-    return this.#retryAlone(session, events[failed.index]!, done, failed.error, signal);
+    return this.#retryAlone(session, events[outcome.index]!, done, outcome.error, signal);
   }
 
   /** Retries one failing event until it succeeds or `maxAttempts` is reached. */
@@ -317,9 +365,10 @@ export class Consumer<Data = unknown> {
     for (let attempt = 2; attempt <= this.#maxAttempts; attempt++) {
       await sleep(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), undefined, { signal }).catch(() => undefined);
       if (signal.aborted) throw new StopRequested(); // stopping or closing is not a failure: the next run resumes at this event
-      const failed = await this.#attempt(session, [event], checkpoint, attempt, signal);
-      if (failed === undefined) return event.position;
-      error = failed.error;
+      const outcome = await this.#attempt(session, [event], checkpoint, attempt, signal);
+      if (outcome.kind === 'committed') return event.position;
+      if (outcome.kind === 'stopped') return checkpoint;
+      error = outcome.error;
     }
     const failure = new ConsumerFailedError(this.name, event.position, this.#maxAttempts, error);
     await this.#recordFailure(session, event.position, error);
@@ -327,11 +376,15 @@ export class Consumer<Data = unknown> {
   }
 
   /**
-   * One transaction: every event, then the checkpoint (compare-and-set on the old one). Returns
-   * undefined on commit, or which event's handler threw (the transaction is rolled back).
+   * One transaction: the events in order, then the checkpoint (compare-and-set on the old one).
+   * A stop is honoured between events: the handler call running when it comes finishes (bounded
+   * by handlerTimeoutMs), and the events processed so far commit with the checkpoint at the last
+   * of them. A handler that throws rolls the transaction back: reported as `failed` (or as
+   * `stopped` once a stop was asked for: its error may well be the stop itself).
    * Connection errors and a failed compare-and-set propagate: the lease is gone.
    */
-  async #attempt(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, attempt: number, signal: AbortSignal): Promise<{ index: number; error: unknown } | undefined> {
+  async #attempt(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, attempt: number, signal: AbortSignal): Promise<AttemptOutcome> {
+    if (signal.aborted) return { kind: 'stopped' };
     // Closed to the handler once this attempt ends: a handler that kept a reference (or timed
     // out and carried on) must not run statements outside the transaction.
     let open = true;
@@ -341,27 +394,35 @@ export class Consumer<Data = unknown> {
     await session.query('BEGIN');
     let committed = false;
     let rolledBack = false;
+    const rollBack = async (): Promise<void> => {
+      try {
+        await session.query('ROLLBACK');
+      } catch {
+        throw new LeaseLostError('the consumer\'s session was lost');
+      }
+      rolledBack = true;
+    };
     try {
+      let processed = 0;
       for (let index = 0; index < events.length; index++) {
+        // Stop between events: what is processed commits below, the rest waits for the next run.
+        if (index > 0 && signal.aborted) break;
         try {
           await this.#callHandler(events[index]!, { transaction, attempt, signal }, session, () => (open = false));
         } catch (error) {
           // Judge by our session, not by the error's shape: a handler's own ECONNREFUSED (its
           // HTTP call failed) is a handler failure, counted and recorded like any other.
           if (isConnectionLost(session)) throw new LeaseLostError('the consumer\'s session was lost');
-          try {
-            await session.query('ROLLBACK');
-          } catch {
-            throw new LeaseLostError('the consumer\'s session was lost');
-          }
-          rolledBack = true;
-          return { index, error };
+          await rollBack();
+          return signal.aborted ? { kind: 'stopped' } : { kind: 'failed', index, error };
         }
+        processed = index + 1;
       }
+      const last = events[processed - 1]!;
       try {
         const moved = await session.query(
           `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
-          [this.name, checkpoint.toString(), events.at(-1)!.position.toString(), this.#instanceId, events.at(-1)!.id],
+          [this.name, checkpoint.toString(), last.position.toString(), this.#instanceId, last.id],
         );
         if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
         await session.query('COMMIT');
@@ -370,16 +431,11 @@ export class Consumer<Data = unknown> {
         // The handlers' work failed as a whole: a deferred constraint at COMMIT, or a handler
         // that swallowed an SQL error and left the transaction aborted. Blame the last event; the
         // caller commits the events before it and retries it alone, which narrows it down.
-        try {
-          await session.query('ROLLBACK');
-        } catch {
-          throw new LeaseLostError('the consumer\'s session was lost');
-        }
-        rolledBack = true;
-        return { index: events.length - 1, error };
+        await rollBack();
+        return signal.aborted ? { kind: 'stopped' } : { kind: 'failed', index: processed - 1, error };
       }
       committed = true;
-      return undefined;
+      return { kind: 'committed', through: processed - 1 };
     } finally {
       open = false;
       if (!committed && !rolledBack) await session.query('ROLLBACK').catch(() => undefined);
@@ -448,7 +504,7 @@ export async function consumerStatus(host: ConsumerHost, name: string, options: 
     `SELECT c.position, h.position AS head, c.status, c.owner, c.failed_position, c.last_error, c.last_error_at, c.updated_at,
             EXISTS (SELECT 1 FROM pg_locks l
                      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                       AND l.classid = hashtext($2)::oid AND l.objid = hashtext($1)::oid AND l.objsubid = 2) AS leased
+                       AND l.classid = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = $2) AND l.objid = c.lease_key::oid AND l.objsubid = 2) AS leased
        FROM ${host.quotedSchema}.head h LEFT JOIN ${host.quotedSchema}.consumers c ON c.name = $1`,
     [name, host.schema],
     options.signal,
@@ -480,7 +536,8 @@ export interface ResetConsumerOptions {
 /**
  * Moves a consumer's checkpoint (default: back to the start, to rebuild its read model) and
  * clears its failure. Takes the consumer's lease for the duration, so it fails with
- * ConsumerRunningError while an instance runs.
+ * ConsumerRunningError while an instance runs. An error thrown by `onReset` reaches the caller
+ * as it was thrown, and nothing changes (its writes roll back with the reset).
  */
 export async function resetConsumer(host: ConsumerHost, name: string, options: ResetConsumerOptions = {}): Promise<void> {
   validateConsumerName(name);
@@ -488,27 +545,46 @@ export async function resetConsumer(host: ConsumerHost, name: string, options: R
   if (options.onReset !== undefined && typeof options.onReset !== 'function') throw new InvalidInputError('onReset', `must be a function, got ${describe(options.onReset)}`);
   const client = new pg.Client({ connectionTimeoutMillis: 10_000, ...host.connectionConfig });
   client.on('error', () => undefined);
-  let leased = false;
+  let lease: Lease | undefined;
+  /** Set when onReset threw: that error, not ours, is what the caller gets. */
+  let fromOnReset: { error: unknown } | undefined;
   try {
     await client.connect();
-    leased = await tryLease(client, host.schema, name);
-    if (!leased) throw new ConsumerRunningError(name);
+    lease = await tryLease(client, host.quotedSchema, host.schema, name);
+    if (!lease) throw new ConsumerRunningError(name);
     await client.query('BEGIN');
     const head = BigInt((await client.query<{ position: string }>(`SELECT position FROM ${host.quotedSchema}.head`)).rows[0]!.position);
     if (position > head) throw new InvalidInputError('position', `must not be beyond the store's head (${head}), got ${position}`);
-    await options.onReset?.({ query: (text, values) => client.query(text, values) });
+    if (options.onReset) {
+      // Closed once the reset ends, like a handler's: a late statement must not run outside it.
+      let open = true;
+      const transaction: ConsumerTransaction = {
+        query: (text, values) => (open ? client.query(text, values) : Promise.reject(new Error(`the transaction of the reset of consumer "${name}" has ended`))),
+      };
+      try {
+        await options.onReset(transaction);
+      } catch (error) {
+        fromOnReset = { error };
+        throw error;
+      } finally {
+        open = false;
+      }
+    }
+    // tryLease made sure the row exists.
     await client.query(
-      `INSERT INTO ${host.quotedSchema}.consumers AS c (name, position, checkpoint_event_id) VALUES ($1, $2, (SELECT e.id FROM ${host.quotedSchema}.events e WHERE e.position = $2))
-       ON CONFLICT (name) DO UPDATE SET position = $2, checkpoint_event_id = EXCLUDED.checkpoint_event_id, status = 'idle', failed_position = NULL, last_error = NULL, last_error_at = NULL, updated_at = now()`,
+      `UPDATE ${host.quotedSchema}.consumers SET position = $2, checkpoint_event_id = (SELECT e.id FROM ${host.quotedSchema}.events e WHERE e.position = $2),
+              status = 'idle', failed_position = NULL, last_error = NULL, last_error_at = NULL, updated_at = now()
+        WHERE name = $1`,
       [name, position.toString()],
     );
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
+    if (fromOnReset) throw fromOnReset.error;
     if (error instanceof EventStoreError) throw error;
     throw new EventStoreDatabaseError(`resetting consumer "${name}" failed: ${(error as Error).message}`, error);
   } finally {
-    if (leased) await releaseLease(client, host.schema, name);
+    if (lease) await releaseLease(client, lease);
     await client.end().catch(() => undefined);
   }
 }
@@ -520,21 +596,42 @@ function asEventStoreError(error: unknown, name: string): unknown {
 }
 
 /**
- * A consumer's lease: the session advisory lock keyed (hashtext(schema), hashtext(name)). The
- * status query looks for the same key in pg_locks (classid, objid, objsubid = 2).
+ * A consumer's lease: the session advisory lock on the two int4 keys (the store schema's
+ * namespace oid, the consumer row's lease_key). lease_key comes from a sequence and is unique per
+ * schema, and the namespace oid is unique per database, so two consumers never share a lock (the
+ * earlier (hashtext(schema), hashtext(name)) key let two names collide and block each other).
+ * In pg_locks it shows as classid = namespace oid, objid = lease_key, objsubid = 2; the status
+ * query looks for exactly that.
  */
-async function tryLease(session: pg.Client, schema: string, name: string): Promise<boolean> {
-  const { rows } = await session.query<{ leased: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS leased', [schema, name]);
-  return rows[0]!.leased;
+interface Lease {
+  namespace: number;
+  key: number;
 }
 
-async function releaseLease(session: pg.Client, schema: string, name: string): Promise<void> {
-  await session.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [schema, name]).catch(() => undefined);
+/** Takes the lease of consumer `name` if it is free, creating the consumer's row (and key) on first use. */
+async function tryLease(session: pg.Client, quotedSchema: string, schema: string, name: string): Promise<Lease | undefined> {
+  const take = `SELECT n.oid::int4 AS namespace, c.lease_key AS key, pg_try_advisory_lock(n.oid::int4, c.lease_key) AS leased
+                  FROM ${quotedSchema}.consumers c, pg_namespace n WHERE c.name = $1 AND n.nspname = $2`;
+  let { rows } = await session.query<{ namespace: number; key: number; leased: boolean }>(take, [name, schema]);
+  if (rows.length === 0) {
+    // Only when missing: an INSERT ... ON CONFLICT DO NOTHING takes a key from the sequence even
+    // when the row exists, and standbys ask for the lease every takeoverIntervalMs.
+    await session.query(`INSERT INTO ${quotedSchema}.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
+    ({ rows } = await session.query<{ namespace: number; key: number; leased: boolean }>(take, [name, schema]));
+  }
+  const row = rows[0];
+  if (row === undefined) throw new Error(`the row of consumer "${name}" disappeared while taking its lease`);
+  return row.leased ? { namespace: row.namespace, key: row.key } : undefined;
+}
+
+async function releaseLease(session: pg.Client, lease: Lease): Promise<void> {
+  await session.query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [lease.namespace, lease.key]).catch(() => undefined);
 }
 
 function validateConsumerName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0 || name.length > 255) throw new InvalidInputError('name', `must be a string of 1 to 255 characters, got ${describe(name)}`);
-  if (name.includes('\u0000')) throw new InvalidInputError('name', 'must not contain \\u0000');
+  // NUL cannot be stored; an unpaired surrogate would be stored as U+FFFD, merging two names.
+  assertStorableString(name, 'name');
 }
 
 function positiveInteger(value: unknown, fallback: number, path: string, max = Number.MAX_SAFE_INTEGER): number {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Snapshot, SnapshotKey, SnapshotStore } from '../decisions/snapshots.ts';
+import { validateSnapshot, validateSnapshotKey, type Snapshot, type SnapshotKey, type SnapshotStore } from '../decisions/snapshots.ts';
 import type { JsonValue } from '../events.ts';
 
 type Run = <Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined) => Promise<Row[]>;
@@ -23,7 +23,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
     this.#events = `${quotedSchema}.events`;
   }
 
-  async load(key: SnapshotKey, options: { signal?: AbortSignal } = {}): Promise<Snapshot | undefined> {
+  async load(input: SnapshotKey, options: { signal?: AbortSignal } = {}): Promise<Snapshot | undefined> {
+    const key = validateSnapshotKey(input);
     const rows = await this.#run<{ position: string; state: JsonValue }>(
       'load snapshot',
       `SELECT s.position, s.state FROM ${this.#table} s
@@ -36,7 +37,9 @@ export class PostgresSnapshotStore implements SnapshotStore {
     return row && { position: BigInt(row.position), state: row.state };
   }
 
-  async save(key: SnapshotKey, snapshot: Snapshot, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async save(inputKey: SnapshotKey, input: Snapshot, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const key = validateSnapshotKey(inputKey);
+    const snapshot = validateSnapshot(input);
     await this.#run(
       'save snapshot',
       `INSERT INTO ${this.#table} AS s (name, version, query_hash, position, event_id, state)

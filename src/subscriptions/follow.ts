@@ -33,6 +33,12 @@ export interface FollowSource {
    */
   waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
+  /**
+   * Aborted when the store closes. Every wait of a subscription (a read, the backoff after a
+   * failed one, the wait for appends) ends on it, so close() ends a subscription promptly even
+   * while the server is unreachable.
+   */
+  readonly closedSignal: AbortSignal;
   /** Errors after which reading again may succeed (connection lost, server restarting). */
   isTransient(error: unknown): boolean;
 }
@@ -88,9 +94,10 @@ export function validateSubscribeOptions(query: unknown, options: SubscribeOptio
  * asks for positions above it.
  */
 export function follow<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
-  // One controller per subscription, aborted by the caller's signal and by return()/throw(). A
-  // generator's own return() waits behind a pending next() (one waiting for new events may wait
-  // for the whole poll interval); aborting first makes that next() finish at once.
+  // One controller per subscription, aborted by the caller's signal, by the store's close() and by
+  // return()/throw(). A generator's own return() waits behind a pending next() (one waiting for
+  // new events may wait for the whole poll interval); aborting first makes that next() finish at
+  // once.
   const controller = new AbortController();
   const generator = followEvents<Data>(source, query, options, controller);
   const subscription: AsyncGenerator<SequencedEvent<Data>, void, undefined> = {
@@ -112,9 +119,12 @@ export function follow<Data>(source: FollowSource, query: Query, options: Valida
 
 async function* followEvents<Data>(source: FollowSource, query: Query, options: ValidatedSubscribeOptions, controller: AbortController): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
   const outer = options.signal;
+  const closed = source.closedSignal;
   const onAbort = (): void => controller.abort(outer?.reason);
-  if (outer?.aborted) return;
+  const onClose = (): void => controller.abort(closed.reason);
+  if (outer?.aborted || closed.aborted) return;
   outer?.addEventListener('abort', onAbort, { once: true });
+  closed.addEventListener('abort', onClose, { once: true });
   const signal = controller.signal;
   let cursor = options.after;
   let failures = 0;
@@ -145,6 +155,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
     }
   } finally {
     outer?.removeEventListener('abort', onAbort);
+    closed.removeEventListener('abort', onClose);
     controller.abort();
   }
 }

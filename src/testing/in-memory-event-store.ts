@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from '../decisions/command-handler.ts';
 import type { StatesOf } from '../decisions/decision-model.ts';
 import type { Projection } from '../decisions/projection.ts';
-import type { Snapshot, SnapshotKey, SnapshotStore } from '../decisions/snapshots.ts';
+import { validateSnapshot, validateSnapshotKey, type Snapshot, type SnapshotKey, type SnapshotStore } from '../decisions/snapshots.ts';
 import { AppendConditionFailedError, DuplicateEventIdError, EventStoreClosedError, OperationAbortedError } from '../errors.ts';
 import type { AppendOptions, AppendResult, ReadOptions, ReadResult, StreamOptions } from '../event-store.ts';
 import type { AppendCondition, EventInput, JsonValue, SequencedEvent } from '../events.ts';
@@ -27,6 +27,8 @@ export class InMemoryEventStore {
   readonly #waiters = new Set<() => void>();
   readonly #pending = new Set<Promise<void>>();
   readonly #snapshots = new InMemorySnapshotStore(() => this.#head(), () => this.#assertOpen());
+  /** Aborted by close(): ends every wait of the subscriptions, as in the PostgreSQL store. */
+  readonly #closedController = new AbortController();
   #closed = false;
 
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
@@ -106,6 +108,7 @@ export class InMemoryEventStore {
         get closed() {
           return isClosed();
         },
+        closedSignal: this.#closedController.signal,
         isTransient: () => false,
       },
       query,
@@ -140,6 +143,7 @@ export class InMemoryEventStore {
   /** Ends subscriptions; appends already called still complete. Later calls throw EventStoreClosedError. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closedController.abort(new EventStoreClosedError());
     for (const wake of [...this.#waiters]) wake();
     await Promise.all(this.#pending);
   }
@@ -171,14 +175,17 @@ class InMemorySnapshotStore implements SnapshotStore {
     this.#assertOpen = assertOpen;
   }
 
-  async load(key: SnapshotKey): Promise<Snapshot | undefined> {
+  async load(input: SnapshotKey): Promise<Snapshot | undefined> {
     this.#assertOpen();
+    const key = validateSnapshotKey(input);
     const snapshot = this.#snapshots.get(mapKey(key));
     return snapshot && { position: snapshot.position, state: structuredClone(snapshot.state) };
   }
 
-  async save(key: SnapshotKey, snapshot: Snapshot): Promise<void> {
+  async save(inputKey: SnapshotKey, input: Snapshot): Promise<void> {
     this.#assertOpen();
+    const key = validateSnapshotKey(inputKey);
+    const snapshot = validateSnapshot(input);
     const existing = this.#snapshots.get(mapKey(key));
     if (existing && existing.position >= snapshot.position && existing.position <= this.#head()) return;
     this.#snapshots.set(mapKey(key), { position: snapshot.position, state: jsonCopy(snapshot.state) as JsonValue });

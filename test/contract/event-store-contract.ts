@@ -51,6 +51,9 @@ export type ContractStoreFactory = () => Promise<{ store: ContractStore; dispose
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const T0 = Date.parse('2024-03-01T10:00:00.000Z');
+/** The earliest and latest occurredAt PostgreSQL's timestamptz takes as the stores send it (ISO 8601, UTC). */
+const EARLIEST = new Date('0001-01-01T00:00:00.000Z');
+const LATEST = new Date('9999-12-31T23:59:59.999Z');
 /** T0 plus `minutes` (and `ms` milliseconds). */
 const at = (minutes: number, ms = 0): Date => new Date(T0 + minutes * 60_000 + ms);
 
@@ -323,6 +326,35 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         assert.deepStrictEqual(events[6]!.tags, ['NULL', 'Z', 'a', 'back\\slash', 'series:"a,b"', '{braces}', 'ä', '📚'], 'unique, in JavaScript sort order');
         const recordedAt = new Set(events.map((stored) => stored.recordedAt.getTime()));
         assert.equal(recordedAt.size, 1, 'one append, one recordedAt');
+      }));
+
+      test('occurredAt at the limits (0001-01-01T00:00:00.000Z, 9999-12-31T23:59:59.999Z) is stored and read back equal, and time bounds at the limits match it', withStore(async (store) => {
+        await store.append([
+          { type: 'Earliest', data: 1, occurredAt: new Date(EARLIEST) },
+          { type: 'Latest', data: 2, occurredAt: new Date(LATEST) },
+          { type: 'JustAfterEarliest', data: 3, occurredAt: new Date(EARLIEST.getTime() + 1) },
+          { type: 'JustBeforeLatest', data: 4, occurredAt: new Date(LATEST.getTime() - 1) },
+        ]);
+        const { events } = await store.read(Query.all());
+        assert.deepEqual(events.map((stored) => stored.occurredAt.toISOString()), [
+          '0001-01-01T00:00:00.000Z',
+          '9999-12-31T23:59:59.999Z',
+          '0001-01-01T00:00:00.001Z',
+          '9999-12-31T23:59:59.998Z',
+        ]);
+        assert.deepEqual(events.map((stored) => stored.occurredAt.getTime()), [EARLIEST.getTime(), LATEST.getTime(), EARLIEST.getTime() + 1, LATEST.getTime() - 1]);
+        const read = async (query: Query): Promise<bigint[]> => positions((await store.read(query)).events);
+        assert.deepEqual(await read(Query.all().occurredFrom(EARLIEST).occurredUntil(LATEST)), [1n, 2n, 3n, 4n]);
+        assert.deepEqual(await read(Query.all().occurredUntil(EARLIEST)), [1n]);
+        assert.deepEqual(await read(Query.all().occurredFrom(LATEST)), [2n]);
+        assert.deepEqual(await read(Query.fromJSON({ items: [], occurredFrom: '9999-12-31T23:59:59.998Z' })), [2n, 4n]);
+        // As conditions, on both of the PostgreSQL store's check paths (recent after: walk; none: indexes).
+        const latest = { failIfEventsMatch: Query.all().occurredFrom(LATEST), after: 1n };
+        await assert.rejects(store.append(event('X'), latest), conditionFailed(latest, 2n));
+        const earliest = { failIfEventsMatch: Query.of(QueryItem.types('Earliest', 'Latest')).occurredUntil(EARLIEST) };
+        await assert.rejects(store.append(event('X'), earliest), conditionFailed(earliest, 1n));
+        await store.append(event('X'), { failIfEventsMatch: Query.all().occurredFrom(LATEST), after: 2n });
+        assert.equal(await store.head(), 5n);
       }));
 
       test('changing an event object right after append() was called (before it resolved) does not change what is stored', withStore(async (store) => {
@@ -721,6 +753,17 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         ['an id that is not a string', 'events[1].id', (store) => withBad(store, { type: 'T', data: 1, id: 42 })],
         ['an invalid occurredAt', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date('nope') })],
         ['occurredAt as a string', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: '2024-01-01' })],
+        // Dates travel as toISOString(); PostgreSQL's timestamptz refuses year 0000 and the
+        // 6-digit forms toISOString() writes outside 0000..9999.
+        ['occurredAt 1 ms before 0001-01-01 (year 0000)', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date(EARLIEST.getTime() - 1) })],
+        ['occurredAt in year 0000', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date('0000-06-15T12:00:00.000Z') })],
+        ['occurredAt before year 0 (-000001)', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date('-000001-01-01T00:00:00.000Z') })],
+        ['occurredAt 1 ms after 9999-12-31T23:59:59.999Z', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date(LATEST.getTime() + 1) })],
+        ['occurredAt the latest JavaScript date', 'events[1].occurredAt', (store) => withBad(store, { type: 'T', data: 1, occurredAt: new Date(8.64e15) })],
+        ['occurredAt out of range in the first event', 'events[0].occurredAt', (store) => store.append([{ ...good(), occurredAt: new Date('+010000-01-01T00:00:00.000Z') }, good()])],
+        ['metadata whose toJSON gives null', 'events[1].metadata', (store) => withBad(store, { type: 'T', data: 1, metadata: { toJSON: () => null } })],
+        ['metadata whose toJSON gives a string (a Date)', 'events[1].metadata', (store) => withBad(store, { type: 'T', data: 1, metadata: new Date() })],
+        ['a hole in the event list', 'events[1]', (store) => store.append(loose<EventInput[]>([good(), , good()]))],
         ['a condition that is not an object', 'condition', (store) => store.append(good(), loose<AppendCondition>('x'))],
         ['a condition that is null', 'condition', (store) => store.append(good(), loose<AppendCondition>(null))],
         ['a condition without a Query', 'condition.failIfEventsMatch', (store) => store.append(good(), loose<AppendCondition>({ failIfEventsMatch: { items: [] } }))],
@@ -728,6 +771,10 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         ['a fractional condition.after', 'condition.after', (store) => store.append(good(), loose<AppendCondition>({ failIfEventsMatch: Query.all(), after: 1.5 }))],
         ['condition.after as a string', 'condition.after', (store) => store.append(good(), loose<AppendCondition>({ failIfEventsMatch: Query.all(), after: '1' }))],
         ['read: not a Query', 'query', (store) => store.read(loose<Query>({ items: [] }))],
+        ['read: occurredFrom in year 0000', 'Query.occurredFrom', (store) => store.read(Query.all().occurredFrom(new Date(EARLIEST.getTime() - 1)))],
+        ['read: occurredUntil after 9999', 'Query.occurredUntil', (store) => store.read(Query.of(QueryItem.types('T')).occurredUntil(new Date(LATEST.getTime() + 1)))],
+        ['read: occurredFrom from JSON in year 10000', 'Query.occurredFrom', (store) => store.read(Query.fromJSON({ items: [], occurredFrom: '+010000-01-01T00:00:00.000Z' }))],
+        ['condition: occurredUntil before year 0', 'Query.occurredUntil', (store) => store.append(good(), { failIfEventsMatch: Query.all().occurredUntil(new Date('-000001-01-01T00:00:00.000Z')) })],
         ['read: a negative after', 'after', (store) => store.read(Query.all(), { after: -1n })],
         ['read: limit 0', 'limit', (store) => store.read(Query.all(), { limit: 0 })],
         ['read: a fractional limit', 'limit', (store) => store.read(Query.all(), { limit: 1.5 })],
@@ -739,6 +786,17 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         ['subscribe: batchSize 0', 'batchSize', async (store) => store.subscribe(Query.all(), { batchSize: 0 })],
         ['subscribe: pollIntervalMs 0', 'pollIntervalMs', async (store) => store.subscribe(Query.all(), { pollIntervalMs: 0 })],
         ['subscribe: a negative after', 'after', async (store) => store.subscribe(Query.all(), { after: -1n })],
+        ['snapshots.save: a name with NUL', 'key.name', (store) => store.snapshots.save({ name: 'a\u0000', version: 1, queryHash: 'h' }, { position: 0n, state: 1 })],
+        ['snapshots.save: an empty name', 'key.name', (store) => store.snapshots.save({ name: '', version: 1, queryHash: 'h' }, { position: 0n, state: 1 })],
+        ['snapshots.save: version beyond int4', 'key.version', (store) => store.snapshots.save({ name: 'p', version: 2 ** 31, queryHash: 'h' }, { position: 0n, state: 1 })],
+        ['snapshots.save: a fractional version', 'key.version', (store) => store.snapshots.save({ name: 'p', version: 1.5, queryHash: 'h' }, { position: 0n, state: 1 })],
+        ['snapshots.save: an empty query hash', 'key.queryHash', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: '' }, { position: 0n, state: 1 })],
+        ['snapshots.save: a negative position', 'snapshot.position', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: 'h' }, { position: -1n, state: 1 })],
+        ['snapshots.save: state undefined', 'snapshot.state', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: 'h' }, loose({ position: 1n, state: undefined }))],
+        ['snapshots.save: NUL in the state', 'snapshot.state.a', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: 'h' }, { position: 1n, state: { a: 'x\u0000' } })],
+        ['snapshots.save: an unpaired surrogate in the state', 'snapshot.state.a', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: 'h' }, { position: 1n, state: { a: '\ud800' } })],
+        ['snapshots.save: BigInt in the state', 'snapshot.state.a', (store) => store.snapshots.save({ name: 'p', version: 1, queryHash: 'h' }, { position: 1n, state: loose({ a: 1n }) })],
+        ['snapshots.load: a name with NUL', 'key.name', (store) => store.snapshots.load({ name: 'a\u0000', version: 1, queryHash: 'h' })],
         ['execute: not a handler', 'handler', (store) => store.execute(loose<typeof registerReader>({}), { readerId: 'r1' })],
         ['execute: maxAttempts 0', 'maxAttempts', (store) => store.execute(registerReader, { readerId: 'r1' }, { maxAttempts: 0 })],
         ['execute: a negative initialDelayMs', 'initialDelayMs', (store) => store.execute(registerReader, { readerId: 'r1' }, { initialDelayMs: -1 })],

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import {
+  AppendOutcomeUnknownError,
   AppendConditionFailedError,
   DuplicateEventIdError,
   EventStoreDatabaseError,
@@ -22,6 +23,7 @@ import {
   type SequencedEvent,
 } from '../../src/index.ts';
 import { connectToSchema, createTestStore, databaseUrl, withClient, keepEventLoopAliveDuringTests } from '../helpers.ts';
+import { installFaultTrigger } from './fixtures/fault-trigger.ts';
 
 const SUITE = { timeout: 120_000 };
 keepEventLoopAliveDuringTests();
@@ -36,18 +38,7 @@ before(async () => {
   ({ store, schema, dispose } = await createTestStore());
   raw = new pg.Client({ connectionString: databaseUrl() });
   await raw.connect();
-  // Test-only fault injection: events of type 'Slow' sleep `data.sleep` seconds before insert,
-  // events of type 'Boom' make the insert fail at the database level.
-  await withClient((client) =>
-    client.query(`
-      CREATE FUNCTION "${schema}".test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.type = 'Slow' THEN PERFORM pg_sleep((NEW.data->>'sleep')::float8); END IF;
-        IF NEW.type = 'Boom' THEN RAISE EXCEPTION 'boom (test fault)'; END IF;
-        RETURN NEW;
-      END $$;
-      CREATE TRIGGER test_fault BEFORE INSERT ON "${schema}".events FOR EACH ROW EXECUTE FUNCTION "${schema}".test_fault();`),
-  );
+  await installFaultTrigger(schema);
   // A few events so that "nothing changed" is checked against a non-empty store.
   await store.append([good(), good(), good()]);
 });
@@ -883,29 +874,39 @@ describe('cancellation', SUITE, () => {
     assert.equal(await store.head(), before.head + 5n);
   });
 
-  test('aborting one append of an in-flight batch rolls the batch back; the others go again and are written', async () => {
+  test('aborting one append of an in-flight batch does not touch the others: the caller is detached with APPEND_OUTCOME_UNKNOWN at once, the batch commits', async () => {
     const first = track(store.append({ type: 'Slow', data: { sleep: 0.4 } }));
     await delay(50);
     const controller = new AbortController();
     const slowId = randomUUID();
     const companionIds = [randomUUID(), randomUUID()];
-    const slow = track(store.append({ id: slowId, type: 'Slow', data: { sleep: 5 } }, undefined, { signal: controller.signal }));
+    const slow = track(store.append({ id: slowId, type: 'Slow', data: { sleep: 1 } }, undefined, { signal: controller.signal }));
     const companions = companionIds.map((id) => track(store.append({ id, type: 'Companion', data: 1 })));
     const firstOutcome = await first.outcome;
     assert.ok(firstOutcome.ok, 'firstOutcome.ok');
     await delay(300); // the batch of slow + companions is now running
     assert.equal(slow.settled(), false);
     assert.equal(companions.some((companion) => companion.settled()), false, 'the companions ride in the slow batch');
+    const abortedAt = Date.now();
     controller.abort();
     const outcome = await slow.outcome;
+    assert.ok(Date.now() - abortedAt < 200, 'the aborting caller is detached at once');
     assert.ok(!outcome.ok, '!outcome.ok');
-    isAborted(outcome.error);
+    assert.ok(outcome.error instanceof AppendOutcomeUnknownError, String(outcome.error));
+    assert.deepEqual(outcome.error.ids, [slowId]);
+    assert.equal(companions.some((companion) => companion.settled()), false, 'the batch was not cancelled');
+    const positions: bigint[] = [];
     for (const [index, companion] of companions.entries()) {
       const result = await companion.outcome;
       assert.ok(result.ok, `companion ${index}: ${result.ok ? '' : String(result.error)}`);
       assert.equal(await storedPosition(companionIds[index]!), result.value.position);
+      positions.push(result.value.position);
     }
-    assert.equal(await storedPosition(slowId), undefined);
+    // The batch was not rolled back: the aborted caller's event went in with it, before the companions.
+    assert.equal(await storedPosition(slowId), positions[0]! - 1n);
+    // Settling the unknown outcome: the same event with the same id again is an idempotent repeat.
+    const repeat = await store.append({ id: slowId, type: 'Slow', data: { sleep: 1 } });
+    assert.equal(repeat.position, positions[0]! - 1n);
   });
 
   test('aborts racing a short append: the outcome always matches the log', async () => {
