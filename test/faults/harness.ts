@@ -65,10 +65,10 @@ export interface RunProfile {
 
 export const SHORT_PROFILE: RunProfile = {
   name: 'short',
-  warmupMs: 400,
-  faultMs: 1600,
-  stallMs: 7500,
-  recoveryMs: 1200,
+  warmupMs: 300,
+  faultMs: 1500,
+  stallMs: 7000,
+  recoveryMs: 1000,
   writers: 4,
   loops: 3,
   thinkMs: 8,
@@ -297,6 +297,13 @@ export class FaultHarness {
     admin.on('error', () => undefined);
     const adminQuery = async <Row extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<Row[]> => (await admin.query<Row>(text, values)).rows;
     const adminStoreOptions: EventStoreOptions & Record<string, unknown> = { connectionString: cluster.directUrl, schema, ...profile.deadlines };
+    const phases: string[] = [];
+    let phaseStart = Date.now();
+    const phase = (name: string): void => {
+      const now = Date.now();
+      phases.push(`${name} ${now - phaseStart}`);
+      phaseStart = now;
+    };
     let adminStore = await EventStore.connect(adminStoreOptions);
     await adminQuery(readModelSql(schema));
 
@@ -346,6 +353,7 @@ export class FaultHarness {
     const runningOk = await Promise.all([...this.#slots.map((slot) => slot.child!.waitFor('running', 20_000)), observer.waitFor('running', 20_000)]);
     if (runningOk.some((ok) => !ok)) violation('a writer or the observer did not start running within 20 s');
 
+    phase('setup');
     await sleep(profile.warmupMs);
 
     // The fault.
@@ -408,6 +416,7 @@ export class FaultHarness {
     await sleep(profile.recoveryMs);
     await Promise.all(replacements);
 
+    phase('fault+recovery');
     // Stop the writers; each settles its unknown outcomes, then reports done.
     const stopTimeoutMs = profile.deadlines.appendTimeoutMs * 6 + 5000;
     for (const slot of this.#slots) slot.child?.send({ type: 'stop' });
@@ -489,6 +498,7 @@ export class FaultHarness {
     if (scenario.abortShare) faultsInjected += [...attempts.values()].filter((entry) => entry.start.abortMs !== null).length;
     if (parentSettles > 0) notes.push(`the parent repeated ${parentSettled.size} append(s) left unknown by killed writers`);
 
+    phase('stop+settle');
     // The final log, read directly.
     const final = await adminStore.read(Query.all());
     const log: LoggedEvent[] = final.events.map((event) => ({ position: event.position, id: event.id, type: event.type, tags: event.tags, data: event.data, occurredAt: event.occurredAt, recordedAt: event.recordedAt }));
@@ -533,6 +543,7 @@ export class FaultHarness {
     }
     notes.unshift(`outcomes: ${summarizeCodes(outcomeCodes)}`);
 
+    phase('final read');
     // The observer must reach the head: the subscriber and the consumer.
     const catchUpDeadline = Date.now() + profile.catchUpTimeoutMs;
     let consumerAt = 0n;
@@ -562,6 +573,7 @@ export class FaultHarness {
     if (subscriptionErrors.length > 0) notes.push(`the subscription ended with an error ${subscriptionErrors.length} time(s) and was restarted: ${summarizeCodes(subscriptionErrors.map((record) => record.code))}`);
     if (consumerErrors.length > 0) notes.push(`the consumer stopped with an error ${consumerErrors.length} time(s) and was restarted: ${summarizeCodes(consumerErrors.map((record) => record.code))}`);
 
+    phase('catch-up+observer stop');
     // The checks.
     violations.push(...analyzeHistory(log, attemptRecords));
     const wrap = (messages: string[]): void => void violations.push(...messages.map((message) => ({ kind: 'other' as const, message })));
@@ -597,6 +609,8 @@ export class FaultHarness {
 
     const count = (kind: Violation['kind']): number => violations.filter((entry) => entry.kind === kind).length;
     const longestWaitMs = Math.max(0, ...calls.map((call) => (call.endedAt ?? call.abandonedAt ?? Date.now()) - call.startedAt));
+    phase('checks');
+    notes.push(`phases (ms): ${phases.join(', ')}`);
     const result: ScenarioResult = {
       scenario: scenario.name,
       operations: attempts.size,

@@ -236,7 +236,7 @@ export const SCENARIOS: Scenario[] = [
     inject: async (context) => {
       while (Date.now() < context.until) {
         await context.killWriterMidAppend();
-        await sleep(300);
+        await sleep(400);
       }
     },
   },
