@@ -117,6 +117,12 @@ export interface Scenario {
   faultMs?: (profile: RunProfile) => number;
   /** Share of the writers' appends and reads on AbortSignal.timeout of a few ms, during the fault. */
   abortShare?: number;
+  /** Abort timeouts, ms (default [1, 15]). */
+  abortAfterMs?: [number, number];
+  /** Share of operations appending a 'Poison' event (fails in the database, breaking its batch), during the fault. */
+  poisonShare?: number;
+  /** Concurrent loops per writer process (default profile.loops): more makes bigger append batches. */
+  loops?: number;
   /** Callers without an abort signal must never fail (only append or hit their condition), reads must succeed. */
   innocentMustSucceed?: boolean;
   inject(context: FaultContext): Promise<void>;
@@ -306,6 +312,14 @@ export class FaultHarness {
     };
     let adminStore = await EventStore.connect(adminStoreOptions);
     await adminQuery(readModelSql(schema));
+    await adminQuery(
+      // 'Poison' fails in the database (its batch rolls back); 'Slow' holds the append lock for
+      // 40 ms (a slow disk, a big batch), so that others wait on it, as cancels and aborts land.
+      `CREATE FUNCTION ${schema}.fault_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ` +
+        `IF NEW.type = 'Poison' THEN RAISE EXCEPTION 'poison event (fault suite)'; END IF; ` +
+        `IF NEW.type = 'Slow' THEN PERFORM pg_sleep(0.04); END IF; RETURN NEW; END $$;` +
+        `CREATE TRIGGER fault_trigger BEFORE INSERT ON ${schema}.events FOR EACH ROW WHEN (NEW.type IN ('Poison', 'Slow')) EXECUTE FUNCTION ${schema}.fault_trigger();`,
+    );
 
     // Start the workload.
     const accounts = Array.from({ length: profile.accounts }, (_, index) => `account:a${index}`);
@@ -316,13 +330,14 @@ export class FaultHarness {
       seed: seed * 1000 + slot.index * 37 + slot.generation,
       // One writer lets the store generate ids (it can only settle with the ids an unknown outcome reports).
       ids: slot.index === 0 ? 'generated' : 'client',
-      loops: profile.loops,
+      loops: scenario.loops ?? profile.loops,
       accounts,
       usernames: profile.usernames,
       claimShare: 0.12,
       thinkMs: profile.thinkMs,
       abortShare: 0,
-      abortAfterMs: [1, 15],
+      abortAfterMs: scenario.abortAfterMs ?? [1, 15],
+      poisonShare: 0,
       recordFile,
       ...profile.deadlines,
     });
@@ -360,7 +375,8 @@ export class FaultHarness {
     const faultStart = Date.now();
     const faultMs = scenario.faultMs?.(profile) ?? profile.faultMs;
     const replacements: Promise<void>[] = [];
-    if (scenario.abortShare) for (const slot of this.#slots) slot.child?.send({ type: 'set', abortShare: scenario.abortShare });
+    const storm = { type: 'set', abortShare: scenario.abortShare ?? 0, poisonShare: scenario.poisonShare ?? 0 } as const;
+    if (storm.abortShare || storm.poisonShare) for (const slot of this.#slots) slot.child?.send(storm);
     const context: FaultContext = {
       cluster,
       proxy,
@@ -410,7 +426,7 @@ export class FaultHarness {
     }
     proxy.heal();
     if (!cluster.running) await cluster.restart();
-    if (scenario.abortShare) for (const slot of this.#slots) slot.child?.send({ type: 'set', abortShare: 0 });
+    if (storm.abortShare || storm.poisonShare) for (const slot of this.#slots) slot.child?.send({ type: 'set', abortShare: 0, poisonShare: 0 });
     const faultEnd = Date.now();
 
     await sleep(profile.recoveryMs);
@@ -521,7 +537,9 @@ export class FaultHarness {
       else failed++;
       if (outcome.status === 'nothing-written' && !KNOWN_CODES.has(outcome.code)) violation(`attempt ${attempt} failed with an untyped error: ${end?.outcome.status === 'nothing-written' ? end.outcome.message : outcome.code}`);
       if (outcome.status === 'appended' && end && end.t >= faultEnd && (recoveryAt === undefined || end.t < recoveryAt)) recoveryAt = end.t;
-      if (scenario.innocentMustSucceed && start.abortMs === null && start.t >= faultStart && start.t <= faultEnd && outcome.status !== 'appended' && outcome.status !== 'condition-failed') {
+      const poisoned = start.events.some((event) => event.type === 'Poison');
+      if (poisoned && outcome.status === 'appended') violation(`attempt ${attempt} (a Poison event, which the database refuses) was acknowledged at ${outcome.position}`, 'lost');
+      if (scenario.innocentMustSucceed && !poisoned && start.abortMs === null && start.t >= faultStart && start.t <= faultEnd && outcome.status !== 'appended' && outcome.status !== 'condition-failed') {
         violation(`attempt ${attempt} had no abort signal, yet failed during the abort storm: ${end ? JSON.stringify(end.outcome) : 'never returned'}`, 'other');
       }
       let settledOutcome: SettledOutcome | undefined = parentSettled.get(attempt);

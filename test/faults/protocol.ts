@@ -33,6 +33,13 @@ export interface WriterConfig extends Deadlines {
   /** Share of appends (and reads) under AbortSignal.timeout(abortAfterMs[0]..abortAfterMs[1]). */
   abortShare: number;
   abortAfterMs: [number, number];
+  /**
+   * Share of operations that append a 'Poison' event, which a trigger in the scenario's schema
+   * makes fail in the database: it breaks the whole batch it rides in (the store must then isolate
+   * it without failing the others); or (half of them) a 'Slow' one, which holds the append lock
+   * for 40 ms.
+   */
+  poisonShare: number;
   recordFile: string;
 }
 
@@ -45,8 +52,8 @@ export interface ObserverConfig extends Deadlines {
 
 export type ParentMessage =
   | { type: 'run'; config: WriterConfig | ObserverConfig }
-  /** Change the abort share while running (abort storms). */
-  | { type: 'set'; abortShare: number }
+  /** Change the abort and poison shares while running (abort storms). */
+  | { type: 'set'; abortShare: number; poisonShare: number }
   | { type: 'stop' }
   | { type: 'exit' };
 

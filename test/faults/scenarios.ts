@@ -198,7 +198,8 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'postgres-crash',
     summary: 'pg_ctl stop -m immediate just after an append committed (its answer withheld), or while one is in flight; restart on the same data directory after 0.7 s',
-    faultMs: () => 1000,
+    // One crash in the short run; one every few seconds (alternating the two kinds) in the full one.
+    faultMs: (profile) => (profile.faultMs < 5000 ? 1000 : profile.faultMs),
     inject: async (context) => {
       for (let round = 0; ; round++) {
         if (round % 2 === 0) {
@@ -242,8 +243,14 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'abort-storm',
-    summary: '30 % of appends and reads on AbortSignal.timeout(1-6 ms), 3 ms latency on every connection; callers without a signal must not fail',
+    summary: 'half of the appends and reads on AbortSignal.timeout(1-15 ms), 5 % poison appends that fail in the database (their batch is split), 10 callers per process, 3 ms latency; callers without a signal must not fail',
     abortShare: 0.5,
+    abortAfterMs: [1, 40],
+    // Some appends break their batch in the database: the store runs the batch's commands alone
+    // then, and an abort must not hit the one running.
+    poisonShare: 0.05,
+    // Many concurrent callers per process, so that aborting ones share batches with others.
+    loops: 10,
     innocentMustSucceed: true,
     inject: async (context) => {
       const delay: FaultAction = { kind: 'delay', ms: 3 };

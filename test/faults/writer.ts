@@ -27,6 +27,7 @@ const send = (message: ChildMessage): void => void process.send?.(message);
 
 let stopRequested = false;
 let abortShare = 0;
+let poisonShare = 0;
 let running: Promise<void> | undefined;
 
 process.on('message', (message: ParentMessage) => {
@@ -34,11 +35,13 @@ process.on('message', (message: ParentMessage) => {
     stopRequested = false;
     const config = message.config as WriterConfig;
     abortShare = config.abortShare;
+    poisonShare = config.poisonShare;
     running = run(config).catch((error: unknown) => {
       send({ type: 'fatal', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
     });
   } else if (message.type === 'set') {
     abortShare = message.abortShare;
+    poisonShare = message.poisonShare;
   } else if (message.type === 'stop') {
     stopRequested = true;
   } else if (message.type === 'exit') {
@@ -111,12 +114,20 @@ const ACCOUNT_TYPES = ['Deposited', 'Withdrawn'];
 async function operation(store: EventStore, config: WriterConfig, random: () => number, attempt: string, records: RecordFile<WriterRecord>, unsettled: Unsettled[]): Promise<void> {
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
   const abortMs = (): number | null => (random() < abortShare ? config.abortAfterMs[0] + Math.floor(random() * (config.abortAfterMs[1] - config.abortAfterMs[0] + 1)) : null);
+  const poison = random() < poisonShare;
   const roll = random();
   let query: Query;
-  let condition: AppendCondition;
+  let condition: AppendCondition | undefined;
   let planned: { type: string; tags: string[]; data: Record<string, unknown> }[];
 
-  if (roll < config.claimShare) {
+  if (poison) {
+    // Every other one fails in the database (a trigger), and with it the batch it rides in; the
+    // rest hold the append lock for 40 ms, so that other appends wait for it.
+    const type = random() < 0.5 ? 'Poison' : 'Slow';
+    query = Query.of(QueryItem.types(type));
+    condition = undefined;
+    planned = [{ type, tags: [type.toLowerCase()], data: { writer: config.writer } }];
+  } else if (roll < config.claimShare) {
     // A uniqueness claim: no read, no `after`; at most one claim per name may ever succeed.
     const tag = `username:u${Math.floor(random() * config.usernames)}`;
     query = Query.of(QueryItem.types('UsernameClaimed').tags(tag));
@@ -169,13 +180,13 @@ async function operation(store: EventStore, config: WriterConfig, random: () => 
     condition = { failIfEventsMatch: query, after: result.head };
   }
 
-  const wireCondition: WireCondition = { query: query.toJSON(), after: condition.after === undefined ? null : condition.after.toString() };
+  const wireCondition: WireCondition | null = condition ? { query: query.toJSON(), after: condition.after === undefined ? null : condition.after.toString() } : null;
   const occurredAt = new Date();
   const events: EventInput[] = planned.map((event, index) => {
     const stamp: AttemptStamp = { attempt, index, count: planned.length, condition: wireCondition };
     return { type: event.type, tags: event.tags, data: { ...event.data, stamp }, occurredAt, ...(config.ids === 'client' && { id: randomUUID() }) };
   });
-  const appendAbort = abortMs();
+  const appendAbort = poison ? null : abortMs();
   const outcome = await recordedAppend(store, records, attempt, events, condition, wireCondition, config.ids, appendAbort, 0);
   if (outcome.status === 'unknown') {
     const ids = config.ids === 'client' ? events.map((event) => event.id!) : outcome.ids;
