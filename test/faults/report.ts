@@ -1,4 +1,5 @@
-// The fault suite's results table, and what makes a run fail.
+// The fault suite's results table, and what makes a run fail. "restarts" counts how often the
+// subscription / the consumer ended with an error and the observer started it again.
 import type { ScenarioResult } from './harness.ts';
 
 const COLUMNS: [string, (result: ScenarioResult) => string][] = [
@@ -12,6 +13,7 @@ const COLUMNS: [string, (result: ScenarioResult) => string][] = [
   ['duplicated', (result) => String(result.duplicated)],
   ['false failures', (result) => String(result.falseFailures)],
   ['other violations', (result) => String(otherViolations(result))],
+  ['restarts', (result) => `${result.subscriptionErrors}/${result.consumerErrors}`],
   ['longest wait', (result) => `${(result.longestWaitMs / 1000).toFixed(1)} s`],
   ['recovery', (result) => (result.recoveryMs === undefined ? 'none' : `${(result.recoveryMs / 1000).toFixed(2)} s`)],
 ];
