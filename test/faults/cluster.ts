@@ -25,6 +25,7 @@ export class FaultCluster {
   readonly dataDir: string;
   readonly port: number;
   readonly proxy: FaultProxy;
+  readonly #flags: string[];
   #running = false;
   #stopped = false;
   readonly #onExit = (): void => {
@@ -32,18 +33,20 @@ export class FaultCluster {
     if (this.#running) pgCtlSync(['stop', '-m', 'immediate', '-D', this.dataDir]);
   };
 
-  private constructor(dataDir: string, port: number, proxy: FaultProxy) {
+  private constructor(dataDir: string, port: number, proxy: FaultProxy, flags: string[]) {
     this.dataDir = dataDir;
     this.port = port;
     this.proxy = proxy;
+    this.#flags = flags;
   }
 
-  static async start(): Promise<FaultCluster> {
+  /** `extraFlags`: more server flags, e.g. ['-c', 'synchronous_commit=off'] to see the suite catch lost commits. */
+  static async start(extraFlags: string[] = []): Promise<FaultCluster> {
     const dataDir = join(tmpdir(), `dses-faults-${process.pid}-${Date.now()}`);
     const created: EmbeddedPostgresServer = await startEmbeddedPostgres({ dataDir, port: 0, postgresFlags: POSTGRES_FLAGS });
     await created.stop();
     const proxy = await FaultProxy.start({ targetPort: created.port });
-    const cluster = new FaultCluster(dataDir, created.port, proxy);
+    const cluster = new FaultCluster(dataDir, created.port, proxy, [...POSTGRES_FLAGS, ...extraFlags]);
     process.on('exit', cluster.#onExit);
     await cluster.restart();
     return cluster;
@@ -76,7 +79,7 @@ export class FaultCluster {
   /** Starts the server (again) on the same data directory and port; after a crash, recovery runs first. */
   async restart(): Promise<void> {
     if (this.#running || this.#stopped) return;
-    const options = ['-p', String(this.port), ...POSTGRES_FLAGS].join(' ');
+    const options = ['-p', String(this.port), ...this.#flags].join(' ');
     await pgCtl(['start', '-w', '-t', '60', '-D', this.dataDir, '-l', join(this.dataDir, 'server.log'), '-o', options]);
     this.#running = true;
   }

@@ -254,8 +254,8 @@ export class FaultHarness {
     this.#slots = Array.from({ length: profile.writers }, (_, index) => ({ index, generation: 0, child: undefined, runs: [] }));
   }
 
-  static async start(profile: RunProfile): Promise<FaultHarness> {
-    const cluster = await FaultCluster.start();
+  static async start(profile: RunProfile, postgresFlags: string[] = []): Promise<FaultHarness> {
+    const cluster = await FaultCluster.start(postgresFlags);
     const harness = new FaultHarness(cluster, profile);
     await harness.#spawnMissing();
     return harness;
@@ -284,7 +284,40 @@ export class FaultHarness {
     if (ready.some((ok) => !ok)) throw new Error('a child process of the fault suite did not start');
   }
 
+  /** Runs one scenario; never throws (a harness failure is a violation of the result). */
   async runScenario(scenario: Scenario, seed: number): Promise<ScenarioResult> {
+    const started = Date.now();
+    try {
+      return await this.#runScenario(scenario, seed);
+    } catch (error) {
+      // Children may be mid-run: start fresh ones for the next scenario.
+      for (const slot of this.#slots) slot.child?.kill();
+      this.#observer?.kill();
+      this.cluster.proxy.heal();
+      return {
+        scenario: scenario.name,
+        operations: 0,
+        acknowledged: 0,
+        failed: 0,
+        unknown: 0,
+        settled: 0,
+        lost: 0,
+        duplicated: 0,
+        falseFailures: 0,
+        longestWaitMs: 0,
+        recoveryMs: undefined,
+        faultsInjected: 0,
+        subscriptionErrors: 0,
+        consumerErrors: 0,
+        violations: [{ kind: 'other', message: `the scenario could not complete: ${(error as Error)?.stack ?? String(error)}` }],
+        notes: [],
+        durationMs: Date.now() - started,
+        recordDir: undefined,
+      };
+    }
+  }
+
+  async #runScenario(scenario: Scenario, seed: number): Promise<ScenarioResult> {
     const started = Date.now();
     const { profile, cluster } = this;
     const { proxy } = cluster;
@@ -567,7 +600,12 @@ export class FaultHarness {
     let consumerAt = 0n;
     for (;;) {
       const seen = BigInt(progressOf(observer)?.seen ?? '0');
-      consumerAt = BigInt((await adminQuery<{ at: string }>(`SELECT coalesce(max(position), 0) AS at FROM ${schema}.fault_applied`))[0]!.at);
+      try {
+        consumerAt = BigInt((await adminQuery<{ at: string }>(`SELECT coalesce(max(position), 0) AS at FROM ${schema}.fault_applied`))[0]!.at);
+      } catch (error) {
+        violation(`reading the read model failed: ${(error as Error).message}`);
+        break;
+      }
       if ((seen >= head && consumerAt >= head) || observer.exited) break;
       if (Date.now() > catchUpDeadline) {
         violation(`the observer did not catch up within ${profile.catchUpTimeoutMs} ms after the writers stopped: subscriber at ${seen}, consumer at ${consumerAt}, head ${head}`);
@@ -596,8 +634,8 @@ export class FaultHarness {
     violations.push(...analyzeHistory(log, attemptRecords));
     const wrap = (messages: string[]): void => void violations.push(...messages.map((message) => ({ kind: 'other' as const, message })));
     wrap(checkSubscription(log, seen));
-    const appliedRows = await adminQuery<{ position: string; times: number }>(`SELECT position, times FROM ${schema}.fault_applied`);
-    const tagRows = await adminQuery<{ tag: string; events: string; last_position: string }>(`SELECT tag, events, last_position FROM ${schema}.fault_tag_counts`);
+    const appliedRows = await adminQuery<{ position: string; times: number }>(`SELECT position, times FROM ${schema}.fault_applied`).catch(() => []);
+    const tagRows = await adminQuery<{ tag: string; events: string; last_position: string }>(`SELECT tag, events, last_position FROM ${schema}.fault_tag_counts`).catch(() => []);
     wrap(
       checkReadModel(log, {
         applied: new Map(appliedRows.map((row) => [BigInt(row.position), row.times])),

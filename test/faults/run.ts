@@ -1,7 +1,9 @@
 // `npm run test:faults`: every fault scenario, longer runs (the full profile), then the table.
 // Exits non-zero when any scenario lost, duplicated or falsely failed an append, or broke any
 // other check. Options: --profile short|full (default full), --only a,b (scenario names),
-// --seed N, --repeat N (each scenario N times with seeds N, N+1, ...).
+// --seed N, --repeat N (each scenario N times with seeds N, N+1, ...), --postgres-flag='-c x=y'
+// (repeatable; e.g. '-c synchronous_commit=off' shows the suite catching acknowledged appends a
+// crash loses).
 import { parseArgs } from 'node:util';
 import { FULL_PROFILE, FaultHarness, SHORT_PROFILE, type ScenarioResult } from './harness.ts';
 import { describeResult, formatTable } from './report.ts';
@@ -13,6 +15,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     seed: { type: 'string', default: '1' },
     repeat: { type: 'string', default: '1' },
+    'postgres-flag': { type: 'string', multiple: true, default: [] },
   },
 });
 const profile = values.profile === 'short' ? SHORT_PROFILE : FULL_PROFILE;
@@ -26,7 +29,8 @@ const scenarios = only ? SCENARIOS.filter((scenario) => only.includes(scenario.n
 const seed = Number(values.seed);
 const repeat = Math.max(1, Number(values.repeat));
 
-const harness = await FaultHarness.start(profile);
+const postgresFlags = (values['postgres-flag'] ?? []).flatMap((flag) => flag.split(/\s+/).filter(Boolean));
+const harness = await FaultHarness.start(profile, postgresFlags);
 const stopOnSignal = (): void => void harness.stop().finally(() => process.exit(130));
 process.once('SIGINT', stopOnSignal);
 process.once('SIGTERM', stopOnSignal);
