@@ -669,6 +669,12 @@ export class EventStore {
         error,
       );
     }
+    if (['42P05', '26000'].includes(String((error as { code?: unknown } | null)?.code)) && this.#preparedStatements) {
+      return new EventStoreDatabaseError(
+        `PostgreSQL error: ${message} (a connection pooler in transaction mode cannot keep named prepared statements: connect with preparedStatements: false)`,
+        error,
+      );
+    }
     return new EventStoreDatabaseError(`PostgreSQL error: ${message}`, error);
   }
 }

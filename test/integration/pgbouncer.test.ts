@@ -638,6 +638,7 @@ describe('PgBouncer, transaction pooling: what breaks without the options', { sk
         // 42P05: "prepared statement ... already exists" (another client prepared it on this
         // server connection); 26000: "... does not exist" (it was prepared on another one).
         assert.ok(['42P05', '26000'].includes(reason.sqlState ?? ''), `${reason.sqlState}: ${reason.message}`);
+        assert.match(reason.message, /preparedStatements: false/, 'the error says what to do');
       }
     } finally {
       await store.close();
