@@ -609,6 +609,16 @@ export class FaultHarness {
       if ((seen >= head && consumerAt >= head) || observer.exited) break;
       if (Date.now() > catchUpDeadline) {
         violation(`the observer did not catch up within ${profile.catchUpTimeoutMs} ms after the writers stopped: subscriber at ${seen}, consumer at ${consumerAt}, head ${head}`);
+        // What the observer's sessions are doing, for the report.
+        const sessions = await adminQuery<{ pid: number; state: string; wait: string | null; query: string; since: string; locks: string | null }>(
+          `SELECT a.pid, a.state, a.wait_event_type || ':' || a.wait_event AS wait, left(a.query, 100) AS query, round(extract(epoch FROM now() - a.state_change)::numeric, 1)::text AS since,
+                  (SELECT string_agg(l.locktype || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ',') FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory') AS locks
+             FROM pg_stat_activity a WHERE a.application_name = 'faults-observer'`,
+        ).catch(() => []);
+        for (const session of sessions) notes.push(`observer backend ${session.pid}: ${session.state}, ${session.since} s, wait ${session.wait ?? '-'}, advisory ${session.locks ?? '-'}: ${session.query}`);
+        for (const connection of proxy.connections((candidate) => candidate.applicationName === 'faults-observer')) {
+          notes.push(`observer connection ${connection.id}: open ${Date.now() - connection.openedAt} ms, in flight ${JSON.stringify(connection.pendingStatements.map((sql) => sql.slice(0, 60)))}, held ${JSON.stringify(connection.held)}`);
+        }
         break;
       }
       await sleep(50);
@@ -619,6 +629,7 @@ export class FaultHarness {
       observer.kill();
     }
     const observerRecords = readRecords<ObserverRecord>(observerConfig.recordFile);
+    for (const record of observerRecords) if (record.k === 'note') notes.push(`observer: ${record.text}`);
     const seen = observerRecords.flatMap((record) => (record.k === 'seen' ? [{ position: BigInt(record.p), attempt: record.a ?? undefined }] : []));
     type ErrorRecord = Extract<ObserverRecord, { k: 'subscription-error' | 'consumer-error' }>;
     const subscriptionErrors = observerRecords.filter((record): record is ErrorRecord => record.k === 'subscription-error');

@@ -103,28 +103,37 @@ async function run(config: ObserverConfig, signal: AbortSignal): Promise<void> {
       }
     },
   });
+  const note = (text: string): void => records.write({ k: 'note', t: Date.now(), text });
   const consuming = (async () => {
     while (!signal.aborted) {
       try {
+        note('consumer run starts');
         await consumer.run({ signal });
       } catch (error) {
         consumerErrors++;
         records.write({ k: 'consumer-error', t: Date.now(), code: errorCode(error), message: (error as Error)?.message ?? String(error) });
         await sleep(300);
         // A consumer stopped on a failure stays failed until reset to where it is: clear the failure.
-        await store.resetConsumer(config.consumerName, { position: await consumerPosition(store, config.consumerName) }).catch(() => undefined);
+        try {
+          const position = await consumerPosition(store, config.consumerName, signal);
+          await store.resetConsumer(config.consumerName, { position });
+          note(`consumer reset to ${position}, running it again`);
+        } catch (resetError) {
+          note(`resetting the consumer failed: ${errorCode(resetError)} ${(resetError as Error)?.message}`);
+        }
       }
     }
   })();
 
-  await Promise.all([subscribing, consuming]);
+  await Promise.all([subscribing.then(() => note('subscription loop ended')), consuming.then(() => note('consumer loop ended'))]);
   clearInterval(progress);
   send({ type: 'progress', seen: seen.toString(), subscriptionErrors, consumerErrors });
-  await Promise.race([store.close(), sleep(config.appendTimeoutMs + 5000)]);
+  const closed = await Promise.race([store.close().then(() => true), sleep(config.appendTimeoutMs + 5000).then(() => false)]);
+  if (!closed) note('store.close() did not finish');
   records.close();
   send({ type: 'done' });
 }
 
-async function consumerPosition(store: EventStore, name: string): Promise<bigint> {
-  return (await store.consumerStatus(name)).position;
+async function consumerPosition(store: EventStore, name: string, signal: AbortSignal): Promise<bigint> {
+  return (await store.consumerStatus(name, { signal })).position;
 }

@@ -95,7 +95,8 @@ export type WriterRecord =
 export type ObserverRecord =
   | { k: 'seen'; p: string; a: string | null }
   | { k: 'subscription-error'; t: number; code: string; message: string }
-  | { k: 'consumer-error'; t: number; code: string; message: string };
+  | { k: 'consumer-error'; t: number; code: string; message: string }
+  | { k: 'note'; t: number; text: string };
 
 /** An append-only NDJSON file written synchronously (it survives SIGKILL of its writer). */
 export class RecordFile<T> {
