@@ -629,7 +629,9 @@ export class FaultHarness {
       observer.kill();
     }
     const observerRecords = readRecords<ObserverRecord>(observerConfig.recordFile);
-    for (const record of observerRecords) if (record.k === 'note') notes.push(`observer: ${record.text}`);
+    // The observer's own notes matter when something went wrong there.
+    const observerTroubled = observerRecords.some((record) => record.k === 'consumer-error' || record.k === 'subscription-error') || violations.length > 0;
+    for (const record of observerRecords) if (record.k === 'note' && observerTroubled) notes.push(`observer at +${record.t - faultStart} ms: ${record.text}`);
     const seen = observerRecords.flatMap((record) => (record.k === 'seen' ? [{ position: BigInt(record.p), attempt: record.a ?? undefined }] : []));
     type ErrorRecord = Extract<ObserverRecord, { k: 'subscription-error' | 'consumer-error' }>;
     const subscriptionErrors = observerRecords.filter((record): record is ErrorRecord => record.k === 'subscription-error');
