@@ -18,6 +18,8 @@ export interface PendingAppend {
   /** As the caller gave it, for the error. */
   callerCondition: AppendCondition | undefined;
   signal: AbortSignal | undefined;
+  /** This append's deadline; default the store's appendTimeoutMs. */
+  timeoutMs?: number | undefined;
 }
 
 /** The batcher's record of a pending append. */
@@ -61,6 +63,8 @@ export interface AppendConnection {
   cancel(): Promise<void>;
   /** Closes the socket at once; a running send rejects. */
   destroy(): void;
+  /** Whether the server still works on this connection's statement (asked on another connection). */
+  serverIsWorking(timeoutMs: number): Promise<boolean>;
   /** Gives the connection back (dropping it if it is broken or a cancel may still be on its way). */
   release(): void;
 }
@@ -72,6 +76,12 @@ export interface BatchExecution {
   isConnectionError(error: unknown): boolean;
   /** The error a cancelled statement raises. */
   isCancelled(error: unknown): boolean;
+  /**
+   * The server answered the statement with an error, which rolled it back. Anything else after
+   * sending (a lost connection, an unexpected socket error, a client-side timeout) leaves the
+   * outcome unknown: "nothing written" needs this positive evidence.
+   */
+  isRefusal(error: unknown): boolean;
   /** Turns a driver error into the error a caller sees. */
   toError(error: unknown): EventStoreError;
 }
@@ -91,10 +101,10 @@ export interface BatcherLimits {
 
 /** How long an aborting caller of a batch of one waits for the cancel to give a definite answer. */
 export const ABORT_GRACE_MS = 1_000;
-/** How long a timed-out attempt's cancel may take before its connection is closed. */
-const TIMED_OUT_CANCEL_GRACE_MS = 500;
 /** Shortest time an attempt is given before it is abandoned and resent. */
 const MIN_ATTEMPT_TIMEOUT_MS = 1_000;
+/** A command with less time than this left is not sent any more (TIMEOUT, nothing written, instead of a likely "unknown"). */
+const MIN_SEND_MS = 250;
 /** Backoff between resends after a lost connection: full jitter on 50 ms doubling up to 2 s. */
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 2_000;
@@ -102,7 +112,7 @@ const BACKOFF_CAP_MS = 2_000;
 interface Attempt {
   commands: Command[];
   connection: AppendConnection;
-  /** We cancelled this attempt's statement (every caller in it aborted, or it timed out). */
+  /** We cancelled this attempt's statement (every caller in it aborted). */
   cancelRequested: boolean;
 }
 
@@ -145,8 +155,8 @@ export class AppendBatcher {
       return Promise.reject(new EventStoreOverloadedError(`${this.#queue.length} appends are queued already`, this.#limits.maxQueued));
     }
     return new Promise<bigint>((resolve, reject) => {
-      const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + this.#limits.appendTimeoutMs };
-      const timer = setTimeout(() => this.#expire(command), this.#limits.appendTimeoutMs);
+      const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + (append.timeoutMs ?? this.#limits.appendTimeoutMs) };
+      const timer = setTimeout(() => this.#expire(command), append.timeoutMs ?? this.#limits.appendTimeoutMs);
       const signal = append.signal;
       const onAbort = (): void => this.#abort(command);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -223,7 +233,7 @@ export class AppendBatcher {
 
   #expire(command: Command): void {
     if (command.state === 'settled') return;
-    const timeoutMs = this.#limits.appendTimeoutMs;
+    const timeoutMs = command.timeoutMs ?? this.#limits.appendTimeoutMs;
     if (command.state === 'queued') {
       this.#queue = this.#queue.filter((other) => other !== command);
       this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, `no answer within appendTimeoutMs (${timeoutMs} ms)`) : new OperationTimeoutError('append', timeoutMs, 'it was still queued (nothing was written)')));
@@ -303,6 +313,7 @@ export class AppendBatcher {
         await this.#backoff(++failures, live);
         continue;
       }
+      for (const command of batch) if (command.state !== 'settled' && command.deadline - Date.now() < MIN_SEND_MS) this.#expire(command);
       // Aborted or expired while we waited for the connection: those are not sent.
       live = batch.filter((command) => command.state !== 'settled');
       if (live.length === 0 || this.#forced) {
@@ -314,21 +325,35 @@ export class AppendBatcher {
       this.#attempt = attempt;
       // An attempt without an answer is given up (and resent on a new connection) before the
       // deadline, so that one dead connection (peer gone without a FIN or RST) does not use up
-      // the whole appendTimeoutMs.
+      // the whole appendTimeoutMs. Its connection is closed, not its statement cancelled: a
+      // statement that is merely slow (a lock wait, a big batch) goes on and commits on the
+      // server, and the resend, which waits for the append lock behind it, then finds its ids
+      // stored and answers with their positions. Cancelling would make an append that takes
+      // longer than the attempt timeout fail on every attempt.
       const deadline = Math.max(...live.map((command) => command.deadline));
       const attemptTimeoutMs = Math.max(Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()), Math.min(deadline - Date.now(), this.#limits.appendTimeoutMs / 4));
-      let timedOut = false;
+      // Before giving up, ask on another connection whether the server still works on it: a
+      // statement waiting for a lock or writing a big batch is alive, and abandoning it would
+      // leave its backend waiting behind the lock as well as the resend's.
       let destroyed = false;
-      let graceTimer: NodeJS.Timeout | undefined;
-      const attemptTimer = setTimeout(() => {
-        timedOut = true;
-        attempt.cancelRequested = true;
-        attempt.connection.cancel().catch(() => undefined);
-        graceTimer = setTimeout(() => {
-          destroyed = true;
-          attempt.connection.destroy();
-        }, TIMED_OUT_CANCEL_GRACE_MS);
-      }, attemptTimeoutMs);
+      let sendDone = false;
+      let attemptTimer: NodeJS.Timeout | undefined;
+      const giveUp = (): void => {
+        if (sendDone) return;
+        destroyed = true;
+        attempt.connection.destroy();
+      };
+      const onAttemptTimeout = (): void => {
+        attempt.connection.serverIsWorking(Math.max(1, Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()))).then(
+          (working) => {
+            if (sendDone) return;
+            if (working && deadline - Date.now() > 0) attemptTimer = setTimeout(onAttemptTimeout, Math.min(attemptTimeoutMs, deadline - Date.now()));
+            else giveUp();
+          },
+          giveUp,
+        );
+      };
+      attemptTimer = setTimeout(onAttemptTimeout, attemptTimeoutMs);
       let results: CommandResult[] | undefined;
       let failure: unknown;
       try {
@@ -336,8 +361,8 @@ export class AppendBatcher {
       } catch (error) {
         failure = error;
       } finally {
+        sendDone = true;
         clearTimeout(attemptTimer);
-        clearTimeout(graceTimer);
         this.#attempt = undefined;
         connection.release();
       }
@@ -346,8 +371,7 @@ export class AppendBatcher {
         live.forEach((command, index) => this.#deliver(command, results[index]));
         return;
       }
-      const cancelled = this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed;
-      if (cancelled && !timedOut) {
+      if (this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed) {
         // Every caller of this attempt had aborted; it rolled back.
         this.#settleAborted(live);
         const rest = live.filter((command) => command.state !== 'settled');
@@ -355,13 +379,7 @@ export class AppendBatcher {
         this.#queue.unshift(...rest);
         return;
       }
-      if (cancelled) {
-        // Timed out and cancelled: this attempt rolled back. Try again.
-        this.#settleAborted(live);
-        await this.#backoff(++failures, live);
-        continue;
-      }
-      if (destroyed || this.#execution.isConnectionError(failure)) {
+      if (destroyed || !this.#execution.isRefusal(failure)) {
         // Sent, and then the connection was lost: it may or may not have committed.
         for (const command of live) {
           command.ambiguous = true;
@@ -378,10 +396,13 @@ export class AppendBatcher {
       }
       // The server refused the statement: the attempt rolled back. One bad command breaks the
       // whole batch; run each alone (at the front of the queue, in order) to find it.
+      // Decided by what the attempt carried: if the culprit's caller aborted (or its deadline
+      // passed) meanwhile, the innocent commands must still be tried alone, never be given its error.
       this.#settleAborted(live);
+      const carried = live.length;
       live = live.filter((command) => command.state !== 'settled');
       if (live.length === 0) return;
-      if (live.length > 1) {
+      if (carried > 1) {
         for (const command of live) {
           command.alone = true;
           command.state = 'queued';

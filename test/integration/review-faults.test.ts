@@ -1,0 +1,185 @@
+// Review findings about deadlines and connections that outlive close(), each a test through the
+// fault-injecting proxy (test/faults/proxy.ts) that fails on the code it was written against.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
+import { DuplicateEventIdError, EventStore, EventStoreClosedError, OperationTimeoutError, Query, type EventStoreOptions } from '../../src/index.ts';
+import { FaultProxy, type ChunkInfo } from '../faults/proxy.ts';
+import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
+
+const SUITE = { timeout: 60_000 };
+keepEventLoopAliveDuringTests();
+
+let schema: string;
+let dispose: () => Promise<void>;
+let proxy: FaultProxy;
+
+before(async () => {
+  ({ schema, dispose } = await createTestStore());
+  proxy = await FaultProxy.start({ targetPort: Number(new URL(databaseUrl()).port) });
+});
+after(async () => {
+  await proxy.close();
+  await dispose();
+});
+
+function proxiedStore(options: EventStoreOptions = {}): Promise<EventStore> {
+  return EventStore.connect({ connectionString: proxy.connectionString(databaseUrl()), schema, migrate: false, ...options });
+}
+
+const carriesRead = (chunk: ChunkInfo): boolean => chunk.statements.some((sql) => sql.includes('FROM') && !sql.includes('append_batch') && sql.includes('events'));
+
+function tracked<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<PromiseSettledResult<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([Promise.allSettled([promise]).then((results) => results[0]!), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Every pg.Client that connects while `work` runs (the store's pool and its LISTEN connection use pg.Client). */
+async function recordingClients<T>(work: (clients: Set<pg.Client>) => Promise<T>): Promise<T> {
+  const clients = new Set<pg.Client>();
+  const original = pg.Client.prototype.connect;
+  pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
+    clients.add(this);
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  try {
+    return await work(clients);
+  } finally {
+    pg.Client.prototype.connect = original;
+  }
+}
+
+function openSockets(clients: Iterable<pg.Client>): number {
+  let open = 0;
+  for (const client of clients) {
+    const stream = (client as unknown as { connection?: { stream?: { destroyed?: boolean } } }).connection?.stream;
+    if (stream && !stream.destroyed) open++;
+  }
+  return open;
+}
+
+describe('review: close({ timeoutMs }) is bounded', SUITE, () => {
+  test('a connection still being opened to a silent server does not hold close({ timeoutMs: 500 }) for connectTimeoutMs', async () => {
+    const store = await proxiedStore({ connectTimeoutMs: 8_000 });
+    let closing: Promise<void> | undefined;
+    try {
+      await store.head();
+      // The idle pooled connection dies; every new one is silent from its first byte.
+      proxy.faultAll({ kind: 'cut' });
+      proxy.faultNew(Infinity, { kind: 'stall', direction: 'both' });
+      await delay(100);
+      const appending = tracked(store.append({ type: 'NeverSent', data: 1 }));
+      await delay(200); // the batcher waits for a new connection (the server never answers its startup)
+      const startedAt = Date.now();
+      closing = store.close({ timeoutMs: 500 });
+      const closed = await within(3_000, 'close({ timeoutMs: 500 })', closing);
+      assert.equal(closed.status, 'fulfilled', `close() took longer than ${Date.now() - startedAt} ms for a 500 ms timeout: ${String((closed as PromiseRejectedResult).reason)}`);
+      const outcome = await within(1_000, 'the append cut short by close()', appending);
+      assert.ok(outcome.status === 'rejected' && outcome.reason instanceof EventStoreClosedError, String((outcome as PromiseRejectedResult).reason));
+    } finally {
+      proxy.heal();
+      await closing?.catch(() => undefined);
+      await store.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('review: nothing of a closed store stays open', SUITE, () => {
+  test('an idle pooled connection whose peer went silent: its socket is closed once close() returns (else the process cannot exit)', async () => {
+    await recordingClients(async (clients) => {
+      const store = await proxiedStore();
+      try {
+        await store.head();
+        proxy.faultAll({ kind: 'stall', direction: 'both' }); // the peer vanished: no FIN, no RST, no reply
+        const closed = await within(3_000, 'close({ timeoutMs: 1000 })', store.close({ timeoutMs: 1_000 }));
+        assert.equal(closed.status, 'fulfilled');
+        await delay(1_500);
+        assert.equal(openSockets(clients), 0, 'sockets of the closed store still open 1.5 s after close() returned');
+      } finally {
+        proxy.heal();
+        await store.close().catch(() => undefined);
+      }
+    });
+  });
+
+  test('the LISTEN connection, its peer gone silent: closed once close() returns', async () => {
+    await recordingClients(async (clients) => {
+      const store = await proxiedStore();
+      const controller = new AbortController();
+      try {
+        const following = (async () => {
+          for await (const _event of store.subscribe(Query.all(), { signal: controller.signal, pollIntervalMs: 60_000 })) {
+            // only waiting matters
+          }
+        })();
+        following.catch(() => undefined);
+        // Wait until the store's LISTEN connection is up.
+        const deadline = Date.now() + 5_000;
+        for (;;) {
+          const listening = await withClient(async (client) => (await client.query(`SELECT 1 FROM pg_stat_activity WHERE query = $1 AND state = 'idle'`, [`LISTEN "${schema}"`])).rowCount);
+          if (listening) break;
+          assert.ok(Date.now() < deadline, 'the store never listened');
+          await delay(50);
+        }
+        proxy.faultAll({ kind: 'stall', direction: 'both' });
+        const closed = await within(3_000, 'close({ timeoutMs: 1000 })', store.close({ timeoutMs: 1_000 }));
+        assert.equal(closed.status, 'fulfilled');
+        await within(2_000, 'the subscription ending', following);
+        await delay(1_500);
+        assert.equal(openSockets(clients), 0, 'sockets of the closed store still open 1.5 s after close() returned');
+      } finally {
+        controller.abort();
+        proxy.heal();
+        await store.close().catch(() => undefined);
+      }
+    });
+  });
+});
+
+describe('review: deadlines of single calls', SUITE, () => {
+  test('a read on a silent connection rejects at readTimeoutMs, not a second later', async () => {
+    const store = await proxiedStore({ readTimeoutMs: 100 });
+    try {
+      await store.read(Query.all(), { limit: 1 });
+      proxy.arm({ direction: 'to-server', match: carriesRead, deliver: true, action: { kind: 'stall', direction: 'both' } });
+      const startedAt = Date.now();
+      const outcome = await within(5_000, 'the read', store.read(Query.all(), { limit: 1 }));
+      const waited = Date.now() - startedAt;
+      assert.ok(outcome.status === 'rejected' && outcome.reason instanceof OperationTimeoutError, String((outcome as PromiseRejectedResult).reason));
+      assert.ok(waited < 700, `a read with readTimeoutMs 100 rejected after ${waited} ms`);
+    } finally {
+      proxy.heal();
+      await within(5_000, 'close()', store.close());
+    }
+  });
+
+  test('an append refused for an id clash answers within appendTimeoutMs, also when the lookup of the clashing ids gets no answer', async () => {
+    const store = await proxiedStore({ appendTimeoutMs: 1_000, readTimeoutMs: 5_000 });
+    try {
+      const id = randomUUID();
+      await store.append({ id, type: 'Taken', data: 1 });
+      // The store asks which of the ids are taken, on a connection that goes silent.
+      proxy.arm({ direction: 'to-server', match: (chunk) => chunk.statements.some((sql) => sql.includes('WHERE id = ANY')), deliver: true, action: { kind: 'stall', direction: 'both' } });
+      const startedAt = Date.now();
+      const outcome = await within(8_000, 'the clashing append', store.append({ id, type: 'Taken', data: 2 }));
+      const waited = Date.now() - startedAt;
+      assert.ok(outcome.status === 'rejected' && outcome.reason instanceof DuplicateEventIdError, String((outcome as PromiseRejectedResult).reason));
+      assert.ok(waited < 2_500, `an append with appendTimeoutMs 1000 answered after ${waited} ms`);
+    } finally {
+      proxy.heal();
+      await within(8_000, 'close()', store.close());
+    }
+  });
+});
