@@ -63,6 +63,8 @@ export interface AppendConnection {
   cancel(): Promise<void>;
   /** Closes the socket at once; a running send rejects. */
   destroy(): void;
+  /** Whether the server still works on this connection's statement (asked on another connection). */
+  serverIsWorking(timeoutMs: number): Promise<boolean>;
   /** Gives the connection back (dropping it if it is broken or a cancel may still be on its way). */
   release(): void;
 }
@@ -74,6 +76,12 @@ export interface BatchExecution {
   isConnectionError(error: unknown): boolean;
   /** The error a cancelled statement raises. */
   isCancelled(error: unknown): boolean;
+  /**
+   * The server answered the statement with an error, which rolled it back. Anything else after
+   * sending (a lost connection, an unexpected socket error, a client-side timeout) leaves the
+   * outcome unknown: "nothing written" needs this positive evidence.
+   */
+  isRefusal(error: unknown): boolean;
   /** Turns a driver error into the error a caller sees. */
   toError(error: unknown): EventStoreError;
 }
@@ -95,6 +103,8 @@ export interface BatcherLimits {
 export const ABORT_GRACE_MS = 1_000;
 /** Shortest time an attempt is given before it is abandoned and resent. */
 const MIN_ATTEMPT_TIMEOUT_MS = 1_000;
+/** A command with less time than this left is not sent any more (TIMEOUT, nothing written, instead of a likely "unknown"). */
+const MIN_SEND_MS = 250;
 /** Backoff between resends after a lost connection: full jitter on 50 ms doubling up to 2 s. */
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 2_000;
@@ -303,6 +313,7 @@ export class AppendBatcher {
         await this.#backoff(++failures, live);
         continue;
       }
+      for (const command of batch) if (command.state !== 'settled' && command.deadline - Date.now() < MIN_SEND_MS) this.#expire(command);
       // Aborted or expired while we waited for the connection: those are not sent.
       live = batch.filter((command) => command.state !== 'settled');
       if (live.length === 0 || this.#forced) {
@@ -321,11 +332,37 @@ export class AppendBatcher {
       // longer than the attempt timeout fail on every attempt.
       const deadline = Math.max(...live.map((command) => command.deadline));
       const attemptTimeoutMs = Math.max(Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()), Math.min(deadline - Date.now(), this.#limits.appendTimeoutMs / 4));
+      // Before giving up, ask on another connection whether the server still works on it: a
+      // statement waiting for a lock or writing a big batch is alive, and abandoning it would
+      // leave its backend waiting behind the lock as well as the resend's.
       let destroyed = false;
-      const attemptTimer = setTimeout(() => {
+      let sendDone = false;
+      let attemptTimer: NodeJS.Timeout | undefined;
+      const giveUp = (): void => {
+        if (sendDone) return;
         destroyed = true;
-        attempt.connection.destroy();
-      }, attemptTimeoutMs);
+        // Only reached when the server is not working on it (idle, gone, unreachable) or the
+        // deadline has passed (its callers are told "unknown" already): a cancel cannot hurt
+        // then, and it frees a backend that still waits for a lock instead of leaving it there
+        // (it would not notice the closed socket) to hold a connection slot.
+        const destroy = (): void => attempt.connection.destroy();
+        const grace = setTimeout(destroy, 500);
+        attempt.connection.cancel().then(() => undefined, () => undefined).finally(() => {
+          clearTimeout(grace);
+          destroy();
+        });
+      };
+      const onAttemptTimeout = (): void => {
+        attempt.connection.serverIsWorking(Math.max(1, Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()))).then(
+          (working) => {
+            if (sendDone) return;
+            if (working && deadline - Date.now() > 0) attemptTimer = setTimeout(onAttemptTimeout, Math.min(attemptTimeoutMs, deadline - Date.now()));
+            else giveUp();
+          },
+          giveUp,
+        );
+      };
+      attemptTimer = setTimeout(onAttemptTimeout, attemptTimeoutMs);
       let results: CommandResult[] | undefined;
       let failure: unknown;
       try {
@@ -333,6 +370,7 @@ export class AppendBatcher {
       } catch (error) {
         failure = error;
       } finally {
+        sendDone = true;
         clearTimeout(attemptTimer);
         this.#attempt = undefined;
         connection.release();
@@ -350,7 +388,7 @@ export class AppendBatcher {
         this.#queue.unshift(...rest);
         return;
       }
-      if (destroyed || this.#execution.isConnectionError(failure)) {
+      if (destroyed || !this.#execution.isRefusal(failure)) {
         // Sent, and then the connection was lost: it may or may not have committed.
         for (const command of live) {
           command.ambiguous = true;
@@ -367,10 +405,13 @@ export class AppendBatcher {
       }
       // The server refused the statement: the attempt rolled back. One bad command breaks the
       // whole batch; run each alone (at the front of the queue, in order) to find it.
+      // Decided by what the attempt carried: if the culprit's caller aborted (or its deadline
+      // passed) meanwhile, the innocent commands must still be tried alone, never be given its error.
       this.#settleAborted(live);
+      const carried = live.length;
       live = live.filter((command) => command.state !== 'settled');
       if (live.length === 0) return;
-      if (live.length > 1) {
+      if (carried > 1) {
         for (const command of live) {
           command.alone = true;
           command.state = 'queued';

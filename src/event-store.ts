@@ -167,6 +167,9 @@ export class EventStore {
   readonly #explicitReadCommitted: boolean;
   /** Pooled connections checked out now; close() closes them when its timeout passes. */
   readonly #checkedOut = new Set<pg.PoolClient>();
+  /** Every client of the pool, also those still connecting or saying goodbye: close() ends them all. */
+  readonly #clients: Set<pg.Client>;
+  readonly #appendTimeoutMs: number;
   readonly #statementNames = new Map<string, string>();
   readonly #snapshots: PostgresSnapshotStore;
   readonly #notifier: HeadNotifier;
@@ -188,6 +191,8 @@ export class EventStore {
     this.#connectTimeoutMs = settings.connectTimeoutMs;
     this.#preparedStatements = settings.preparedStatements;
     this.#explicitReadCommitted = settings.explicitReadCommitted;
+    this.#clients = settings.clients;
+    this.#appendTimeoutMs = settings.appendTimeoutMs;
     this.#batcher = new AppendBatcher(this.#batchExecution(), {
       maxCommands: options.maxBatchCommands ?? 1000,
       maxEvents: options.maxBatchEvents ?? 10_000,
@@ -257,7 +262,15 @@ export class EventStore {
     const base = { application_name: 'dynamic-streams-eventstore', connectionTimeoutMillis: connectTimeoutMs, keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
     const connectionConfig: pg.PoolConfig = { ...base, connectionString };
     const sessionConfig: pg.ClientConfig = { ...base, connectionString: options.sessionConnectionString ?? connectionString };
-    const pool = new pg.Pool({ ...connectionConfig, max: poolSize });
+    const clients = new Set<pg.Client>();
+    class TrackedClient extends pg.Client {
+      constructor(config?: string | pg.ClientConfig) {
+        super(config);
+        clients.add(this);
+        this.once('end', () => clients.delete(this));
+      }
+    }
+    const pool = new pg.Pool({ ...connectionConfig, max: poolSize, Client: TrackedClient });
     // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
     pool.on('connect', (client) => {
@@ -294,7 +307,7 @@ export class EventStore {
       if (error instanceof EventStoreError) throw error;
       throw new EventStoreDatabaseError(`connecting to PostgreSQL failed: ${(error as Error).message}`, error);
     }
-    return new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted }, options);
+    return new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients }, options);
   }
 
   /** The schema this store lives in. */
@@ -316,6 +329,7 @@ export class EventStore {
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
     this.#assertOpen();
     const signal = options.signal;
+    const startedAt = Date.now();
     const prepared = prepareAppend(events, condition, signal);
     const internalCondition: PendingAppend['condition'] = condition === undefined
       ? null
@@ -326,16 +340,18 @@ export class EventStore {
       const timeoutMs = options.timeoutMs === undefined ? undefined : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
       position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs });
     } catch (error) {
-      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error);
+      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error, (options.timeoutMs ?? this.#appendTimeoutMs) - (Date.now() - startedAt));
       throw error;
     }
     return { position };
   }
 
   /** The error with only the ids that are stored already (the batch only says "some are"). */
-  async #clashingIds(error: DuplicateEventIdError): Promise<DuplicateEventIdError> {
+  async #clashingIds(error: DuplicateEventIdError, remainingMs: number): Promise<DuplicateEventIdError> {
+    // Within what is left of the append's deadline; without it the batch's error is true enough.
+    if (remainingMs < 1) return error;
     try {
-      const rows = await this.#query<{ id: string }>('append', `SELECT id FROM ${this.#quotedSchema}.events WHERE id = ANY ($1::uuid[])`, [error.ids], undefined);
+      const rows = await this.#query<{ id: string }>('append', `SELECT id FROM ${this.#quotedSchema}.events WHERE id = ANY ($1::uuid[])`, [error.ids], AbortSignal.timeout(remainingMs));
       const stored = new Set(rows.map((row) => row.id));
       const ids = error.ids.filter((id) => stored.has(id));
       return ids.length > 0 ? new DuplicateEventIdError(ids, error.existingPosition) : error;
@@ -497,14 +513,21 @@ export class EventStore {
       const finished = await settlesWithin(Promise.all([this.#notifier.close(), Promise.allSettled([...this.#runs.keys()]), this.#batcher.drained()]), deadline - Date.now());
       if (!finished) {
         this.#batcher.forceClose();
+        this.#notifier.destroy();
         for (const forceStop of this.#runs.values()) forceStop();
       }
       const ending = this.#pool.end();
       if (!(await settlesWithin(ending, deadline - Date.now()))) {
         // Reads past the close deadline (their own deadline is longer): close their connections.
         for (const client of this.#checkedOut) destroyConnection(client);
-        await ending;
       }
+      // Also connections still being opened, and idle ones whose goodbye a vanished peer never
+      // answers: no socket of the store outlives close() (else the process could not exit).
+      const socketsClosed = Promise.all([...this.#clients].map((client) => new Promise((resolve) => client.once('end', resolve))));
+      if (!(await settlesWithin(socketsClosed, deadline - Date.now()))) {
+        for (const client of this.#clients) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      }
+      await ending;
     })();
     return this.#closing;
   }
@@ -547,9 +570,14 @@ export class EventStore {
     let stopped: 'aborted' | 'timed out' | undefined;
     let cancelling: Promise<void> | undefined;
     let destroyTimer: NodeJS.Timeout | undefined;
+    let rejectStopped!: (error: Error) => void;
+    const stoppedEarly = new Promise<never>((_, reject) => (rejectStopped = reject));
+    stoppedEarly.catch(() => undefined);
     const stop = (why: 'aborted' | 'timed out'): void => {
       if (stopped) return;
       stopped = why;
+      // The caller gets its answer now; the connection waits for the statement's end (below).
+      rejectStopped(new Error(why));
       cancelling = sendCancelRequest(client);
       cancelling.catch(() => undefined);
       // A dead connection does not answer the cancel either: close it.
@@ -558,20 +586,22 @@ export class EventStore {
     const onAbort = (): void => stop('aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => stop('timed out'), Math.max(1, deadline - Date.now()));
-    let broken = false;
+    const running = client.query<Row>(name === undefined || !this.#preparedStatements ? { text, values } : { name, text, values });
+    // Reused (or closed) only once the statement has ended and a cancel sent for it has arrived.
+    void running
+      .then(() => false, (error: unknown) => !isRefusal(error))
+      .then((broken) => {
+        clearTimeout(timer);
+        clearTimeout(destroyTimer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#release(client, broken, cancelling);
+      });
     try {
-      const result = await client.query<Row>(name === undefined || !this.#preparedStatements ? { text, values } : { name, text, values });
-      return result.rows;
+      return (await Promise.race([running, stoppedEarly])).rows;
     } catch (error) {
-      broken = isConnectionError(error);
       if (stopped === 'aborted') throw new OperationAbortedError(operation, signal?.reason);
       if (stopped === 'timed out') throw new OperationTimeoutError(operation, timeoutMs);
       throw this.#toError(error);
-    } finally {
-      clearTimeout(timer);
-      clearTimeout(destroyTimer);
-      signal?.removeEventListener('abort', onAbort);
-      this.#release(client, broken, cancelling);
     }
   }
 
@@ -633,21 +663,30 @@ export class EventStore {
             const statement = this.#preparedStatements ? { name: 'dses_append', text: appendSql, values } : { text: appendSql, values };
             try {
               if (!this.#explicitReadCommitted) return (await client.query<AppendRow>(statement)).rows.map(toCommandResult);
-              await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+              // The head lock is held from append_batch to COMMIT here, across round trips: a
+              // client that vanishes in between must not keep it until the server's TCP
+              // keepalive gives up (hours), so the server ends such a session after a second.
+              await client.query("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = '1s'");
               try {
                 const { rows } = await client.query<AppendRow>(statement);
                 await client.query('COMMIT');
                 return rows.map(toCommandResult);
               } catch (error) {
-                if (!isConnectionError(error)) await client.query('ROLLBACK').catch(() => undefined);
+                if (isRefusal(error)) await client.query('ROLLBACK').catch(() => undefined);
                 throw error;
               }
             } catch (error) {
-              broken = isConnectionError(error);
+              broken = !isRefusal(error);
               throw error;
             }
           },
           cancel: () => (cancelling ??= sendCancelRequest(client)),
+          serverIsWorking: async (timeoutMs) => {
+            // Behind a pooler processID is the pooler's, found nowhere: then "not working".
+            const pid = (client as unknown as { processID?: number }).processID;
+            const rows = await this.#query<{ state: string | null }>('append', 'SELECT state FROM pg_stat_activity WHERE pid = $1', [pid], AbortSignal.timeout(timeoutMs));
+            return rows[0]?.state === 'active';
+          },
           destroy: () => {
             broken = true;
             destroyConnection(client);
@@ -658,6 +697,7 @@ export class EventStore {
       },
       isConnectionError,
       isCancelled: (error) => (error as { code?: unknown } | null)?.code === '57014',
+      isRefusal,
       toError: (error) => this.#toError(error),
     };
   }
@@ -695,6 +735,7 @@ interface ConnectionSettings {
   connectTimeoutMs: number;
   preparedStatements: boolean;
   explicitReadCommitted: boolean;
+  clients: Set<pg.Client>;
 }
 
 function timeoutOption(value: unknown, fallback: number, path: string): number {
@@ -786,4 +827,9 @@ function isConnectionError(error: unknown): boolean {
   }
   const message = (error as Error | null)?.message ?? '';
   return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message);
+}
+
+/** An ErrorResponse of severity ERROR from the server: the statement (and its transaction) rolled back. */
+function isRefusal(error: unknown): boolean {
+  return error instanceof pg.DatabaseError && error.severity === 'ERROR';
 }

@@ -58,6 +58,14 @@ export class HeadNotifier {
     });
   }
 
+  /** Every client this notifier opened and that has not ended yet. */
+  readonly #all = new Set<pg.Client>();
+
+  /** After close()'s timeout: closes every socket at once (a vanished peer never answers the goodbye). */
+  destroy(): void {
+    for (const client of this.#all) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
@@ -75,6 +83,8 @@ export class HeadNotifier {
 
   async #connect(): Promise<void> {
     const client = new pg.Client(this.#config);
+    this.#all.add(client);
+    client.once('end', () => this.#all.delete(client));
     const lost = (): void => {
       if (this.#client !== client) return;
       this.#client = undefined;

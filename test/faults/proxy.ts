@@ -333,8 +333,8 @@ export class ProxyConnection {
   readonly #hooks: ConnectionHooks;
   #clientOpen = true;
   #serverOpen = true;
-  /** The server side was cut or closed before it connected: do not connect it. */
-  #serverAbandoned = false;
+  /** The server side was cut or closed before it connected: how to end it once it connects. */
+  #serverFate: 'cut' | 'close' | undefined;
   /** The silent half of a one-sided cut or close, ended at heal(). */
   #pendingAtHeal: { kind: 'cut' | 'close'; side: 'client' | 'server' } | undefined;
   lastClientByteAt = 0;
@@ -356,21 +356,22 @@ export class ProxyConnection {
     client.on('end', () => this.#pipes['to-server'].push({ kind: 'end' }));
     client.once('close', (hadError) => {
       if (hadError) this.#pipes['to-server'].push({ kind: 'reset' });
-      if (!this.#server) this.#serverAbandoned = true;
+      if (!this.#server) this.#serverFate ??= 'close';
       this.#markClosed('client');
     });
   }
 
   /** @internal Connects the server side (unless a fault ended it already). */
   connectServer(host: string, port: number): void {
-    if (this.#serverAbandoned) return this.#markClosed('server');
+    if (this.#serverFate) return this.#markClosed('server');
     const server = connect({ host, port, allowHalfOpen: true, noDelay: true });
     server.on('error', () => undefined);
     let connected = false;
     server.once('connect', () => {
       connected = true;
-      if (this.#serverAbandoned) {
-        server.destroy();
+      if (this.#serverFate) {
+        if (this.#serverFate === 'cut') server.resetAndDestroy();
+        else server.end();
         return;
       }
       this.#server = server;
@@ -494,7 +495,7 @@ export class ProxyConnection {
 
   /** Destroys both sockets at once (the proxy is shutting down). */
   destroy(): void {
-    this.#serverAbandoned = true;
+    this.#serverFate = 'cut';
     this.#client.destroy();
     this.#server?.destroy();
   }
@@ -510,8 +511,8 @@ export class ProxyConnection {
     this.#pipes[side === 'client' ? 'to-client' : 'to-server'].kill();
     const socket = side === 'client' ? this.#client : this.#server;
     if (!socket) {
-      // Not connected to the server yet: do not connect it at all.
-      this.#serverAbandoned = true;
+      // Not connected to the server yet: end it the same way as soon as it is.
+      this.#serverFate = how;
       return;
     }
     if (socket.destroyed) return;
