@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { DuplicateEventIdError, EventStore, EventStoreClosedError, OperationTimeoutError, Query, type EventStoreOptions } from '../../src/index.ts';
+import { AppendOutcomeUnknownError, DuplicateEventIdError, EventStore, EventStoreClosedError, OperationTimeoutError, Query, type EventStoreOptions } from '../../src/index.ts';
 import { FaultProxy, type ChunkInfo } from '../faults/proxy.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
 
@@ -180,6 +180,57 @@ describe('review: deadlines of single calls', SUITE, () => {
     } finally {
       proxy.heal();
       await within(8_000, 'close()', store.close());
+    }
+  });
+});
+
+/** Holds the head row lock from another session (not through the proxy) until `release()`. */
+async function holdAppendLock(): Promise<{ release: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: databaseUrl() });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT 1 FROM "${schema}".head FOR UPDATE`);
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
+}
+
+describe('review: an abandoned attempt gives its connection back only once', SUITE, () => {
+  test('the cancel of a given-up attempt answers after its statement failed: the connection, back in the pool, is not closed under the next user', async () => {
+    // poolSize 1: the probe before giving up finds no connection, so the attempt is given up at
+    // its deadline: cancel, then close the connection once the cancel is answered. The cancel
+    // ends the statement (57014, a refusal: the connection is not broken), release() waits for
+    // the cancel and gives the connection back, and the read waiting for it takes it; then the
+    // deferred close of the given-up attempt closes it under the read.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const store = await proxiedStore({ poolSize: 1, appendTimeoutMs: 2_000, readTimeoutMs: 5_000, connectTimeoutMs: 5_000 });
+    const lock = await holdAppendLock();
+    try {
+      await store.head();
+      const appending = tracked(store.append({ type: 'GivenUp', data: 1 }));
+      await delay(1_200);
+      // The next new connection is the cancel request: the server's answer to it (closing it) is held up.
+      proxy.faultNew(1, { kind: 'delay', ms: 400, direction: 'to-client' });
+      const reading = tracked(store.read(Query.all(), { limit: 1 })); // waits for the only connection
+      const appended = await within(5_000, 'the append', appending);
+      assert.ok(appended.status === 'rejected' && appended.reason instanceof AppendOutcomeUnknownError, String((appended as PromiseRejectedResult).reason));
+      const read = await within(6_000, 'the read', reading);
+      assert.equal(read.status, 'fulfilled', `the read that got the connection next failed: ${String((read as PromiseRejectedResult).reason)}`);
+      await delay(200);
+      assert.deepEqual(unhandled.map(String), [], 'unhandled rejections');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      proxy.heal();
+      await lock.release();
+      await within(5_000, 'close()', store.close({ timeoutMs: 2_000 }));
     }
   });
 });
