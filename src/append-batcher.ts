@@ -341,7 +341,16 @@ export class AppendBatcher {
       const giveUp = (): void => {
         if (sendDone) return;
         destroyed = true;
-        attempt.connection.destroy();
+        // Only reached when the server is not working on it (idle, gone, unreachable) or the
+        // deadline has passed (its callers are told "unknown" already): a cancel cannot hurt
+        // then, and it frees a backend that still waits for a lock instead of leaving it there
+        // (it would not notice the closed socket) to hold a connection slot.
+        const destroy = (): void => attempt.connection.destroy();
+        const grace = setTimeout(destroy, 500);
+        attempt.connection.cancel().then(() => undefined, () => undefined).finally(() => {
+          clearTimeout(grace);
+          destroy();
+        });
       };
       const onAttemptTimeout = (): void => {
         attempt.connection.serverIsWorking(Math.max(1, Math.min(MIN_ATTEMPT_TIMEOUT_MS, deadline - Date.now()))).then(
