@@ -223,7 +223,9 @@ export class EventStore {
         return running;
       },
       // Raw errors of a consumer's own session, and the store's errors wrapping them.
-      isTransient: (error) => isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
+      // A read past readTimeoutMs (a silent connection, an overloaded server) is retried like a
+      // lost connection: a subscription or consumer must outlast it, not end with it.
+      isTransient: (error) => error instanceof OperationTimeoutError || isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
     };
     this.#snapshots = new PostgresSnapshotStore(this.#quotedSchema, (operation, text, values, signal) => this.#query(operation, text, values, signal));
   }

@@ -272,3 +272,39 @@ describe('a dead peer (blackholed connection: no reply, no FIN, no RST)', SUITE,
     }
   });
 });
+
+describe('subscriptions on a silent connection', SUITE, () => {
+  test('a subscription whose read times out keeps going (it does not end with the TIMEOUT) and delivers what is appended after', async () => {
+    const store = await proxiedStore({ readTimeoutMs: 500 });
+    const writer = await EventStore.connect({ connectionString: databaseUrl(), schema, migrate: false });
+    const controller = new AbortController();
+    try {
+      const start = await store.head();
+      const received: string[] = [];
+      let failure: unknown;
+      const following = (async () => {
+        try {
+          for await (const event of store.subscribe(Query.all(), { after: start, signal: controller.signal, pollIntervalMs: 100 })) received.push(event.id);
+        } catch (error) {
+          failure = error;
+        }
+      })();
+      await delay(200);
+      proxy.arm({ direction: 'to-server', match: carriesRead, deliver: true, action: { kind: 'stall', direction: 'both' }, times: 2 });
+      await delay(1_500); // at least one read timed out meanwhile
+      const id = randomUUID();
+      await writer.append({ id, type: 'AfterStall', data: 1 });
+      const deadline = Date.now() + 8_000;
+      while (!received.includes(id) && failure === undefined && Date.now() < deadline) await delay(50);
+      assert.equal(failure, undefined, `the subscription ended with ${String(failure)}`);
+      assert.ok(received.includes(id), 'the event appended after the stall arrived');
+      controller.abort();
+      await following;
+    } finally {
+      controller.abort();
+      proxy.heal();
+      await writer.close();
+      await within(5_000, 'close()', store.close());
+    }
+  });
+});
