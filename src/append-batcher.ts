@@ -345,7 +345,10 @@ export class AppendBatcher {
         // deadline has passed (its callers are told "unknown" already): a cancel cannot hurt
         // then, and it frees a backend that still waits for a lock instead of leaving it there
         // (it would not notice the closed socket) to hold a connection slot.
-        const destroy = (): void => attempt.connection.destroy();
+        const destroy = (): void => {
+          // The send may have ended meanwhile: its connection is released (perhaps to a new user) then.
+          if (!sendDone) attempt.connection.destroy();
+        };
         const grace = setTimeout(destroy, 500);
         attempt.connection.cancel().then(() => undefined, () => undefined).finally(() => {
           clearTimeout(grace);

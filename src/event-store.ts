@@ -623,7 +623,14 @@ export class EventStore {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#pool.connect().then(
         (client) => {
-          if (done) return client.release();
+          if (done) {
+            try {
+              client.release();
+            } catch {
+              // closed under us already
+            }
+            return;
+          }
           this.#checkedOut.add(client);
           finish(() => resolve(client));
         },
@@ -656,6 +663,7 @@ export class EventStore {
         const client = await this.#acquire('append', timeoutMs);
         let broken = false;
         let cancelling: Promise<void> | undefined;
+        let released = false;
         const connection: AppendConnection = {
           send: async (commands, checkIds) => {
             const payload = appendPayload(commands);
@@ -690,10 +698,14 @@ export class EventStore {
             return rows[0]?.state === 'active';
           },
           destroy: () => {
+            if (released) return; // given back already: not ours to close any more
             broken = true;
             destroyConnection(client);
           },
-          release: () => this.#release(client, broken, cancelling),
+          release: () => {
+            released = true;
+            this.#release(client, broken, cancelling);
+          },
         };
         return connection;
       },
