@@ -72,7 +72,7 @@ export interface AppendConnection {
 export interface BatchExecution {
   /** A connection from the pool; rejects after `timeoutMs`. Nothing is sent by this. */
   connect(timeoutMs: number): Promise<AppendConnection>;
-  /** Connection lost, server restarting, unreachable: after sending, the outcome is unknown. */
+  /** Connection refused or lost, server restarting, unreachable: a failed connect worth trying again (after sending, see isRefusal). */
   isConnectionError(error: unknown): boolean;
   /** The error a cancelled statement raises. */
   isCancelled(error: unknown): boolean;

@@ -23,6 +23,7 @@ import type { Projection } from './decisions/projection.ts';
 import type { SnapshotStore } from './decisions/snapshots.ts';
 import { HeadNotifier } from './postgres/notifier.ts';
 import { sendCancelRequest } from './postgres/cancel.ts';
+import { destroySocket } from './postgres/socket.ts';
 import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
 import { follow, MAX_TIMER_MS, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
 
@@ -160,13 +161,13 @@ export class EventStore {
   readonly #batcher: AppendBatcher;
   readonly #connectionConfig: pg.PoolConfig;
   readonly #conditionScanLimit: number;
+  /** Pooled connections checked out now; close() closes them when its timeout passes. */
+  readonly #checkedOut = new Set<pg.PoolClient>();
   readonly #readTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #preparedStatements: boolean;
   /** The server's default isolation is not READ COMMITTED: appends run in an explicit READ COMMITTED transaction. */
   readonly #explicitReadCommitted: boolean;
-  /** Pooled connections checked out now; close() closes them when its timeout passes. */
-  readonly #checkedOut = new Set<pg.PoolClient>();
   /** Every client of the pool, also those still connecting or saying goodbye: close() ends them all. */
   readonly #clients: Set<pg.Client>;
   readonly #appendTimeoutMs: number;
@@ -337,12 +338,12 @@ export class EventStore {
       ? null
       : { query: condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() };
     const normalized = prepared.events;
+    const timeoutMs = options.timeoutMs === undefined ? this.#appendTimeoutMs : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
     let position: bigint;
     try {
-      const timeoutMs = options.timeoutMs === undefined ? undefined : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
       position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs });
     } catch (error) {
-      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error, (options.timeoutMs ?? this.#appendTimeoutMs) - (Date.now() - startedAt));
+      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error, timeoutMs - (Date.now() - startedAt));
       throw error;
     }
     return { position };
@@ -527,7 +528,7 @@ export class EventStore {
       // answers: no socket of the store outlives close() (else the process could not exit).
       const socketsClosed = Promise.all([...this.#clients].map((client) => new Promise((resolve) => client.once('end', resolve))));
       if (!(await settlesWithin(socketsClosed, deadline - Date.now()))) {
-        for (const client of this.#clients) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+        for (const client of this.#clients) destroySocket(client);
       }
       await ending;
     })();
@@ -776,8 +777,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
  * its pool. Its running query, if any, fails with a connection error.
  */
 function destroyConnection(client: pg.PoolClient): void {
-  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
-  stream?.destroy();
+  destroySocket(client);
   try {
     client.release(new Error('connection closed by the event store'));
   } catch {

@@ -16,6 +16,7 @@ import { assertStorableString, describe, validatePosition, type SequencedEvent }
 import type { ReadResult } from '../event-store.ts';
 import { Query } from '../query.ts';
 import { MAX_TIMER_MS, type FollowSource } from '../subscriptions/follow.ts';
+import { destroySocket } from '../postgres/socket.ts';
 
 /** The consumer's transaction: run the read model's writes here to apply them exactly once. */
 export interface ConsumerTransaction {
@@ -207,10 +208,9 @@ export class Consumer<Data = unknown> {
   #forceStop(): void {
     const session = this.#session;
     if (!session) return;
-    const stream = (session as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
     // Cancel first: a backend busy with a statement would not notice the closed socket until it
     // finished, and would hold the lease until then.
-    void this.#host.cancelBackend(session).catch(() => undefined).finally(() => stream?.destroy());
+    void this.#host.cancelBackend(session).catch(() => undefined).finally(() => destroySocket(session));
   }
 
   async #runUntilStopped(options: { signal?: AbortSignal }): Promise<void> {

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { destroySocket } from './socket.ts';
 import { wakeableWait } from '../subscriptions/follow.ts';
 
 const RECENT_NOTIFICATIONS = 256;
@@ -63,7 +64,7 @@ export class HeadNotifier {
 
   /** After close()'s timeout: closes every socket at once (a vanished peer never answers the goodbye). */
   destroy(): void {
-    for (const client of this.#all) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    for (const client of this.#all) destroySocket(client);
   }
 
   async close(): Promise<void> {

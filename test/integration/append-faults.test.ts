@@ -15,14 +15,16 @@ import {
   Query,
   type EventStoreOptions,
 } from '../../src/index.ts';
-import { FaultProxy, type ChunkInfo } from '../faults/proxy.ts';
+import { FaultProxy } from '../faults/proxy.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
+import { appendInspection, carriesAppend, carriesRead, tracked, within } from './fixtures/appends.ts';
 
 const SUITE = { timeout: 120_000 };
 keepEventLoopAliveDuringTests();
 
 let schema: string;
 let dispose: () => Promise<void>;
+const { storedPosition, storedCount } = appendInspection(() => schema);
 let proxy: FaultProxy;
 
 before(async () => {
@@ -37,37 +39,6 @@ after(async () => {
 /** A store whose every connection goes through the proxy. */
 function proxiedStore(options: EventStoreOptions = {}): Promise<EventStore> {
   return EventStore.connect({ connectionString: proxy.connectionString(databaseUrl()), schema, migrate: false, ...options });
-}
-
-const carriesAppend = (chunk: ChunkInfo): boolean => chunk.statements.some((sql) => sql.includes('append_batch'));
-const carriesRead = (chunk: ChunkInfo): boolean => chunk.statements.some((sql) => sql.includes('FROM') && !sql.includes('append_batch') && sql.includes('events'));
-
-async function storedCount(id: string): Promise<number> {
-  return withClient(async (client) => Number((await client.query<{ count: string }>(`SELECT count(*) FROM "${schema}".events WHERE id = $1`, [id])).rows[0]!.count));
-}
-
-async function storedPosition(id: string): Promise<bigint | undefined> {
-  return withClient(async (client) => {
-    const { rows } = await client.query<{ position: string }>(`SELECT position FROM "${schema}".events WHERE id = $1`, [id]);
-    return rows[0] === undefined ? undefined : BigInt(rows[0].position);
-  });
-}
-
-/** The promise with a handler attached now, so that rejecting before it is awaited is not an unhandled rejection. */
-function tracked<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => undefined);
-  return promise;
-}
-
-/** Settles within `ms`, or fails the test naming what hung. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<PromiseSettledResult<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([Promise.allSettled([promise]).then((results) => results[0]!), hung]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 describe('the reply of a committed append is lost', SUITE, () => {

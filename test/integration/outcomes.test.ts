@@ -23,6 +23,7 @@ import {
 } from '../../src/index.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
 import { installFaultTrigger } from './fixtures/fault-trigger.ts';
+import { appendInspection, settleState } from './fixtures/appends.ts';
 
 const SUITE = { timeout: 120_000 };
 keepEventLoopAliveDuringTests();
@@ -30,42 +31,13 @@ keepEventLoopAliveDuringTests();
 let store: EventStore;
 let schema: string;
 let dispose: () => Promise<void>;
+const { storedPosition, holdAppendLock } = appendInspection(() => schema);
 
 before(async () => {
   ({ store, schema, dispose } = await createTestStore());
   await installFaultTrigger(schema);
 });
 after(() => dispose());
-
-async function storedPosition(id: string): Promise<bigint | undefined> {
-  return withClient(async (client) => {
-    const { rows } = await client.query<{ position: string }>(`SELECT position FROM "${schema}".events WHERE id = $1`, [id]);
-    return rows[0] === undefined ? undefined : BigInt(rows[0].position);
-  });
-}
-
-/** Holds the head row lock from another session: appends queue behind it until `release()`. */
-async function holdAppendLock(): Promise<{ release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT 1 FROM "${schema}".head FOR UPDATE`);
-  return {
-    release: async () => {
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
-}
-
-function settleState<T>(promise: Promise<T>): { settled: () => boolean; outcome: Promise<PromiseSettledResult<T>> } {
-  let settled = false;
-  const outcome = promise.then(
-    (value): PromiseSettledResult<T> => ((settled = true), { status: 'fulfilled', value }),
-    (reason: unknown): PromiseSettledResult<T> => ((settled = true), { status: 'rejected', reason }),
-  );
-  return { settled: () => settled, outcome };
-}
 
 describe('reads are planned for their values', SUITE, () => {
   test('a read shape run 20 times on one connection never switches to a generic plan', async () => {

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import pg from 'pg';
 import { AppendOutcomeUnknownError, EventStore, OperationAbortedError } from '../../src/index.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
 import { installFaultTrigger } from './fixtures/fault-trigger.ts';
+import { appendInspection, recordingClients, settled } from './fixtures/appends.ts';
 
 const SUITE = { timeout: 60_000 };
 keepEventLoopAliveDuringTests();
@@ -16,43 +16,13 @@ keepEventLoopAliveDuringTests();
 let store: EventStore;
 let schema: string;
 let dispose: () => Promise<void>;
+const { storedPosition, holdAppendLock } = appendInspection(() => schema);
 
 before(async () => {
   ({ store, schema, dispose } = await createTestStore());
   await installFaultTrigger(schema);
 });
 after(() => dispose());
-
-async function storedPosition(id: string): Promise<bigint | undefined> {
-  return withClient(async (client) => {
-    const { rows } = await client.query<{ position: string }>(`SELECT position FROM "${schema}".events WHERE id = $1`, [id]);
-    return rows[0] === undefined ? undefined : BigInt(rows[0].position);
-  });
-}
-
-/** Holds the head row lock from another session: appends wait behind it until `release()`. */
-async function holdAppendLock(): Promise<{ release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT 1 FROM "${schema}".head FOR UPDATE`);
-  let released = false;
-  return {
-    release: async () => {
-      if (released) return;
-      released = true;
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
-}
-
-function settled<T>(promise: Promise<T>): Promise<PromiseSettledResult<T>> {
-  return promise.then(
-    (value): PromiseSettledResult<T> => ({ status: 'fulfilled', value }),
-    (reason: unknown): PromiseSettledResult<T> => ({ status: 'rejected', reason }),
-  );
-}
 
 describe('review: a batch that fails as a whole', SUITE, () => {
   test("the culprit's caller aborts while the batch runs: the innocent append in the same batch is re-run alone and stored, not failed with the culprit's error", async () => {
@@ -101,21 +71,6 @@ describe('review: the per-attempt timeout', SUITE, () => {
     }
   });
 });
-
-/** Every pg.Client that connects while `work` runs (the store's pool uses pg.Client). */
-async function recordingClients<T>(work: (clients: Set<pg.Client>) => Promise<T>): Promise<T> {
-  const clients = new Set<pg.Client>();
-  const original = pg.Client.prototype.connect;
-  pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
-    clients.add(this);
-    return (original as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof original;
-  try {
-    return await work(clients);
-  } finally {
-    pg.Client.prototype.connect = original;
-  }
-}
 
 /** Waits until no backend waits for the head lock any more (the append it held back has run). */
 async function waitForNoLockWaiters(): Promise<void> {

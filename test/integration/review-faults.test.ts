@@ -6,14 +6,16 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { AppendOutcomeUnknownError, DuplicateEventIdError, EventStore, EventStoreClosedError, OperationTimeoutError, Query, type EventStoreOptions } from '../../src/index.ts';
-import { FaultProxy, type ChunkInfo } from '../faults/proxy.ts';
+import { FaultProxy } from '../faults/proxy.ts';
 import { createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
+import { appendInspection, carriesRead, recordingClients, tracked, within } from './fixtures/appends.ts';
 
 const SUITE = { timeout: 60_000 };
 keepEventLoopAliveDuringTests();
 
 let schema: string;
 let dispose: () => Promise<void>;
+const { holdAppendLock } = appendInspection(() => schema);
 let proxy: FaultProxy;
 
 before(async () => {
@@ -27,38 +29,6 @@ after(async () => {
 
 function proxiedStore(options: EventStoreOptions = {}): Promise<EventStore> {
   return EventStore.connect({ connectionString: proxy.connectionString(databaseUrl()), schema, migrate: false, ...options });
-}
-
-const carriesRead = (chunk: ChunkInfo): boolean => chunk.statements.some((sql) => sql.includes('FROM') && !sql.includes('append_batch') && sql.includes('events'));
-
-function tracked<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => undefined);
-  return promise;
-}
-
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<PromiseSettledResult<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([Promise.allSettled([promise]).then((results) => results[0]!), hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Every pg.Client that connects while `work` runs (the store's pool and its LISTEN connection use pg.Client). */
-async function recordingClients<T>(work: (clients: Set<pg.Client>) => Promise<T>): Promise<T> {
-  const clients = new Set<pg.Client>();
-  const original = pg.Client.prototype.connect;
-  pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
-    clients.add(this);
-    return (original as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof original;
-  try {
-    return await work(clients);
-  } finally {
-    pg.Client.prototype.connect = original;
-  }
 }
 
 function openSockets(clients: Iterable<pg.Client>): number {
@@ -183,23 +153,6 @@ describe('review: deadlines of single calls', SUITE, () => {
     }
   });
 });
-
-/** Holds the head row lock from another session (not through the proxy) until `release()`. */
-async function holdAppendLock(): Promise<{ release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT 1 FROM "${schema}".head FOR UPDATE`);
-  let released = false;
-  return {
-    release: async () => {
-      if (released) return;
-      released = true;
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
-}
 
 describe('review: an abandoned attempt gives its connection back only once', SUITE, () => {
   test('the cancel of a given-up attempt answers after its statement failed: the connection, back in the pool, is not closed under the next user', async () => {

@@ -1,0 +1,10 @@
+import type pg from 'pg';
+
+/**
+ * Closes a pg connection's socket at once: no goodbye to a peer that may be gone (pg's `end()`
+ * waits for the peer's FIN, which a vanished peer never sends, and keeps the process alive
+ * meanwhile). A query running on it fails with a connection error; the client emits 'end'.
+ */
+export function destroySocket(client: pg.ClientBase): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
