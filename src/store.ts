@@ -38,6 +38,16 @@ export interface DcbEventStore {
   close(options?: CloseOptions): Promise<void>;
 }
 
+/**
+ * Where a read may run. `'strong'` (the default): on the primary, it sees every committed event.
+ * `'eventual'`: on a read replica when one is configured and healthy; it may miss the newest
+ * events, but what it returns is still a prefix of the log (every event up to its head, none
+ * missing in between). `{ atLeast: position }`: on a replica whose head has reached `position`
+ * (read your own writes: pass the position an append returned); the primary otherwise.
+ * A store without replicas reads every consistency on the primary.
+ */
+export type ReadConsistency = 'strong' | 'eventual' | { atLeast: bigint };
+
 export interface HeadOptions {
   signal?: AbortSignal;
 }
@@ -59,6 +69,8 @@ export interface ReadOptions {
   /** Newest first (still only events after `after`). Default false. */
   backwards?: boolean;
   signal?: AbortSignal;
+  /** Where the reads run (see ReadConsistency). Default `'strong'`. */
+  consistency?: ReadConsistency;
 }
 
 export interface ReadResult<Data = unknown> {
@@ -76,6 +88,8 @@ export interface StreamOptions {
   /** Events fetched per round trip. Default 1000. */
   batchSize?: number;
   signal?: AbortSignal;
+  /** Where the reads run (see ReadConsistency). Default `'strong'`. */
+  consistency?: ReadConsistency;
 }
 
 export interface AppendOptions {
@@ -107,6 +121,8 @@ export interface SubscribeOptions {
    * subscription react at once; the poll covers notifications lost while reconnecting. Default 1000.
    */
   pollIntervalMs?: number;
+  /** Where the reads run (see ReadConsistency). Default `'strong'`. */
+  consistency?: ReadConsistency;
 }
 
 /**
@@ -190,6 +206,8 @@ export interface ExecuteOptions {
   maxDelayMs?: number;
   /** Called for each lost race (the append's condition failed), before the wait and the next attempt. For logs and metrics. */
   onConflict?: (error: AppendConditionFailedError, attempt: number) => void;
+  /** Where the reads run (see ReadConsistency). Default `'strong'`. */
+  consistency?: ReadConsistency;
 }
 
 export interface ExecuteResult<States, Event extends EventInput = EventInput> {

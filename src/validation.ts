@@ -134,3 +134,20 @@ export function validatePosition(value: unknown, path: string): bigint {
   }
   throw new InvalidInputError(path, `must be a bigint position, got ${describe(value)}`);
 }
+
+/** A read consistency given by a caller, normalized (undefined is `'strong'`). */
+export function validateConsistency(value: unknown, path: string): 'strong' | 'eventual' | { atLeast: bigint } {
+  if (value === undefined || value === 'strong') return 'strong';
+  if (value === 'eventual') return 'eventual';
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 1 && 'atLeast' in value) {
+    return { atLeast: validatePosition((value as { atLeast: unknown }).atLeast, `${path}.atLeast`) };
+  }
+  throw new InvalidInputError(path, `must be 'strong', 'eventual' or { atLeast: position }, got ${describe(value)}`);
+}
+
+/** At least `position`, for a read that must not see less than an earlier one (`'strong'` stays strong). */
+export function atLeastConsistency(consistency: 'strong' | 'eventual' | { atLeast: bigint }, position: bigint): 'strong' | { atLeast: bigint } {
+  if (consistency === 'strong') return 'strong';
+  if (consistency === 'eventual') return { atLeast: position };
+  return { atLeast: consistency.atLeast > position ? consistency.atLeast : position };
+}

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AppendConditionFailedError, RetriesExhaustedError } from '../append-condition.ts';
 import { InvalidInputError, OperationAbortedError } from '../errors.ts';
 import { type EventInput } from '../events.ts';
-import { describe } from '../validation.ts';
+import { atLeastConsistency, describe, validateConsistency } from '../validation.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { AppendOptions, AppendResult, CommandHandler, ExecuteOptions, ExecuteResult, Projection, StatesOf } from '../store.ts';
 import type { AppendCondition } from '../append-condition.ts';
@@ -60,9 +60,11 @@ export async function executeCommand<Command, Projections extends Record<string,
   if (options.onConflict !== undefined && typeof options.onConflict !== 'function') throw new InvalidInputError('onConflict', `must be a function, got ${describe(options.onConflict)}`);
   const signal = options.signal;
   const signalOption = signal ? { signal } : {};
+  let consistency = validateConsistency(options.consistency, 'consistency');
   for (let attempt = 1; ; attempt++) {
     if (signal?.aborted) throw new OperationAbortedError('execute', signal.reason);
-    const { state, appendCondition } = await buildDecisionModel(store, handler.projections(command), signalOption);
+    const modelOptions = consistency === 'strong' ? signalOption : { ...signalOption, consistency };
+    const { state, appendCondition } = await buildDecisionModel(store, handler.projections(command), modelOptions);
     const decided = handler.decide(state, command);
     const events: readonly Event[] = decided === undefined ? [] : Array.isArray(decided) ? decided : [decided as Event];
     if (events.length === 0) return { events, position: undefined, state, attempts: attempt };
@@ -72,6 +74,10 @@ export async function executeCommand<Command, Projections extends Record<string,
     } catch (error) {
       if (!(error instanceof AppendConditionFailedError)) throw error;
       options.onConflict?.(error, attempt);
+      // A decision read on a replica lost to an event the replica had not shown it yet: the next
+      // attempt reads where that event is visible (a replica that has it, or the primary), or a
+      // paused replica would make every attempt lose the same way.
+      if (consistency !== 'strong') consistency = error.conflictingPosition === undefined ? 'strong' : atLeastConsistency(consistency, error.conflictingPosition);
       if (attempt >= maxAttempts) throw new RetriesExhaustedError(attempt, error);
       try {
         await sleep(backoffDelay(attempt, { baseMs: initialDelayMs, capMs: maxDelayMs, jitter: 'full' }), undefined, signalOption);

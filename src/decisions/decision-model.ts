@@ -1,10 +1,10 @@
 import { InvalidInputError } from '../errors.ts';
 import { type AppendCondition } from '../append-condition.ts';
 import { type JsonValue } from '../events.ts';
-import { assertJson, describe } from '../validation.ts';
+import { assertJson, atLeastConsistency, describe, validateConsistency } from '../validation.ts';
 import { Query, QueryItem } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
-import type { Projection, ReadOptions, ReadResult, Snapshot, SnapshotKey, SnapshotStore, StatesOf } from '../store.ts';
+import type { Projection, ReadConsistency, ReadOptions, ReadResult, Snapshot, SnapshotKey, SnapshotStore, StatesOf } from '../store.ts';
 import { queryHash } from './snapshots.ts';
 
 /** What a decision model needs from a store: `read` (and, for snapshots, a snapshot store). */
@@ -26,6 +26,11 @@ export interface BuildDecisionModelOptions {
   signal?: AbortSignal;
   /** Load and save snapshots of projections that declare `snapshot`. Default true when the store has a snapshot store. */
   snapshots?: boolean;
+  /**
+   * Where the reads run (see ReadConsistency). A decision may read on a replica: its append's
+   * condition is checked on the primary, so a stale read only costs a conflict. Default `'strong'`.
+   */
+  consistency?: ReadConsistency;
 }
 
 /**
@@ -56,6 +61,7 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
   }
   const query = mergeQueries(entries.map(([, projection]) => projection.query));
   const signal = signalOption(options.signal);
+  const consistency = validateConsistency(options.consistency, 'options.consistency');
   const snapshotStore = options.snapshots === false ? undefined : store.snapshots;
   const snapshotKeys = new Map<string, SnapshotKey>();
   const loaded = new Map<string, Snapshot>();
@@ -75,13 +81,13 @@ export async function buildDecisionModel<Projections extends Record<string, Proj
   // those with one from their snapshot's position, and one "last event" read per projection that
   // only needs that. Each read has its own head; the condition uses the lowest, so any relevant
   // event a read could not have seen counts as a conflict.
-  let reads = await runReads(store, planReads(entries, loaded, query), signal);
+  let reads = await runReads(store, planReads(entries, loaded, query), signal, consistency);
   // A snapshot beyond its read's head belongs to a store that has since lost events (restored
   // from an older backup): it is not valid here. Drop it and read again.
   const stale = reads.filter((read) => read.after > read.result.head).flatMap((read) => read.names);
   if (stale.length > 0) {
     for (const name of stale) loaded.delete(name);
-    reads = await runReads(store, planReads(entries, loaded, query), signal);
+    reads = await runReads(store, planReads(entries, loaded, query), signal, consistency);
   }
 
   const state: Record<string, unknown> = {};
@@ -140,12 +146,21 @@ function planReads(entries: readonly [string, Projection<unknown>][], snapshots:
   return reads;
 }
 
-async function runReads(store: DecisionModelSource, reads: readonly PlannedRead[], signal: { signal?: AbortSignal }): Promise<(PlannedRead & { result: ReadResult<unknown> })[]> {
+async function runReads(
+  store: DecisionModelSource,
+  reads: readonly PlannedRead[],
+  signal: { signal?: AbortSignal },
+  consistency: ReadConsistency,
+): Promise<(PlannedRead & { result: ReadResult<unknown> })[]> {
   return Promise.all(
-    reads.map(async (read) => ({
-      ...read,
-      result: await store.read(read.query, read.onlyLastEvent ? { backwards: true, limit: 1, ...signal } : { after: read.after, ...signal }),
-    })),
+    reads.map(async (read) => {
+      // A read from a snapshot needs a copy of the log that has the snapshot's position (else
+      // it would look like a store that lost events); the consistency option only exists where
+      // it is not 'strong', so stores without replicas see the same calls as before.
+      const where = consistency === 'strong' ? {} : { consistency: read.after > 0n ? atLeastConsistency(consistency, read.after) : consistency };
+      const options: ReadOptions = read.onlyLastEvent ? { backwards: true, limit: 1, ...signal, ...where } : { after: read.after, ...signal, ...where };
+      return { ...read, result: await store.read(read.query, options) };
+    }),
   );
 }
 

@@ -2,6 +2,7 @@
 // implementation (consumer.ts) so that the published types do not need pg's.
 import type { SequencedEvent } from '../events.ts';
 import type { Query } from '../query.ts';
+import type { ReadConsistency } from '../store.ts';
 
 /**
  * A named, durable consumer of the log: processes every matching event once, in position order,
@@ -98,6 +99,12 @@ export interface ConsumerOptions<Data = unknown> {
    * error. Default 60000 ms.
    */
   handlerTimeoutMs?: number;
+  /**
+   * Where the events are read (see ReadConsistency). `'eventual'` reads them on a read replica
+   * (woken by the primary's notifications, polling the replica while it catches up); the
+   * checkpoint and the handler's transaction stay on the primary. Default `'strong'`.
+   */
+  consistency?: ReadConsistency;
   /** Shown in the status as the lease holder. Default `<hostname>:<pid>:<random>`. */
   instanceId?: string;
 }

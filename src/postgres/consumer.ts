@@ -3,8 +3,8 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { CheckpointAheadError, ConsumerFailedError, ConsumerRunningError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
 import { type SequencedEvent } from '../events.ts';
-import { assertStorableString, describe, validatePosition } from '../validation.ts';
-import type { ReadResult } from '../store.ts';
+import { assertStorableString, describe, validateConsistency, validatePosition } from '../validation.ts';
+import type { ReadConsistency, ReadResult } from '../store.ts';
 import { Query } from '../query.ts';
 import type { FollowSource } from '../subscriptions/follow.ts';
 import { backoffDelay } from '../util/backoff.ts';
@@ -61,6 +61,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   readonly #takeoverIntervalMs: number;
   readonly #handlerTimeoutMs: number;
   readonly #instanceId: string;
+  readonly #consistency: ReadConsistency;
   #running = false;
   /** The session of the current run, for #forceStop. */
   #session: pg.Client | undefined;
@@ -85,6 +86,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) {
       throw new InvalidInputError('options.instanceId', `must be a non-empty string, got ${describe(options.instanceId)}`);
     }
+    this.#consistency = validateConsistency(options.consistency, 'options.consistency');
     this.#instanceId = options.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   }
 
@@ -205,7 +207,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
         let result: ReadResult<Data>;
         const mark = this.#host.mark();
         try {
-          result = await this.#host.read<Data>(this.#query, { after: cursor, limit: this.#batchSize, signal });
+          result = await this.#host.read<Data>(this.#query, { after: cursor, limit: this.#batchSize, signal, ...(this.#consistency !== 'strong' && { consistency: this.#consistency }) });
         } catch (error) {
           if (signal.aborted || error instanceof OperationAbortedError || error instanceof EventStoreClosedError) return;
           throw error;
@@ -224,7 +226,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
           checkpoint = cursor;
           lastIdleSave = Date.now();
         }
-        await this.#host.waitForAppend(cursor, mark, this.#pollIntervalMs, signal);
+        await this.#host.waitForAppend(cursor, mark, this.#pollIntervalMs, signal, this.#consistency);
       }
     } finally {
       // A clean stop: show it and give the lease back (ending the session would also release it).

@@ -4,7 +4,7 @@ import { AppendBatcher, type AppendConnection, type BatchExecution, type Pending
 import { DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
 import { type AppendCondition } from '../append-condition.ts';
 import { type EventInput, type SequencedEvent } from '../events.ts';
-import { describe } from '../validation.ts';
+import { atLeastConsistency, describe, validateConsistency } from '../validation.ts';
 import { Query } from '../query.ts';
 import type {
   AppendOptions,
@@ -16,6 +16,7 @@ import type {
   ExecuteResult,
   HeadOptions,
   Projection,
+  ReadConsistency,
   ReadOptions,
   ReadResult,
   SnapshotStore,
@@ -26,7 +27,7 @@ import type {
 import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
 import { executeCommand } from '../decisions/command-handler.ts';
 import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
-import { MAX_TIMER_MS, settlesWithin } from '../util/wait.ts';
+import { MAX_TIMER_MS, pause, settlesWithin } from '../util/wait.ts';
 import { quoteSchemaName } from './identifiers.ts';
 import { ensurePayloadIndex, migrate } from './migrate.ts';
 import { schemaSql } from './schema.ts';
@@ -36,6 +37,8 @@ import { HeadNotifier } from './notifier.ts';
 import { sendCancelRequest } from './cancel.ts';
 import { destroyConnection, destroySocket } from './socket.ts';
 import { openPool } from './pool.ts';
+import { ReplicaSet, type Replica, type ReplicaProbes, type ReplicaSettings } from './replicas.ts';
+import { StoreLog, errorFields, isLogger, type Logger } from '../telemetry/log.ts';
 import { appendPayload, appendStatementText, toCommandResult, type AppendRow } from './append-sql.ts';
 import { isCancelled, isConnectionError, isRefusal } from './classify.ts';
 import { PostgresConsumer, consumerStatus, resetConsumer, type ConsumerHost } from './consumer.ts';
@@ -91,6 +94,28 @@ export interface EventStoreOptions {
    * or at a session-mode pool.
    */
   sessionConnectionString?: string;
+  /**
+   * Connection strings of streaming read replicas (hot standbys of the primary). Reads with
+   * `consistency: 'eventual'` or `{ atLeast }` go to them; appends, and reads with the default
+   * `'strong'`, never do. A replica that is down or lags is skipped for the primary, never an
+   * error. Default none.
+   */
+  readReplicas?: readonly string[];
+  /** A replica more than this many positions behind the primary is skipped. Default 10000. */
+  maxReplicaLag?: number;
+  /** How long a `{ atLeast: position }` read waits for a replica to reach `position` before it reads on the primary. Default 500 ms. */
+  replicaWaitMs?: number;
+  /** How often the replicas' heads (and whether they answer) are checked. Default 1000 ms. */
+  replicaCheckIntervalMs?: number;
+  /**
+   * Receives structured log records (pino's shape: `logger.warn(fields, message)`; `console`
+   * works too): migrations, reconnects, resends and unknown outcomes, slow operations, consumer
+   * failures and takeovers, replica fallbacks. Default: none (the store never writes to the
+   * console itself).
+   */
+  logger?: Logger;
+  /** Operations slower than this are logged (warn). Default 1000 ms; 0 turns it off. */
+  slowOperationMs?: number;
 }
 
 interface ReadRow {
@@ -136,6 +161,9 @@ export class EventStore implements DcbEventStore {
   readonly #runs = new Map<Promise<unknown>, () => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
+  readonly #replicas: ReplicaSet | undefined;
+  readonly #log: StoreLog;
+  readonly #slowOperationMs: number;
 
   private constructor(pool: pg.Pool, schema: string, settings: ConnectionSettings, options: EventStoreOptions) {
     this.#pool = pool;
@@ -157,6 +185,9 @@ export class EventStore implements DcbEventStore {
       connectTimeoutMs: settings.connectTimeoutMs,
     });
     this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema);
+    this.#log = settings.log;
+    this.#slowOperationMs = settings.slowOperationMs;
+    this.#replicas = settings.replicaSettings && new ReplicaSet(settings.replicaSettings, this.#replicaProbes());
     const isClosed = (): boolean => this.#closed;
     this.#host = {
       schema: this.#schema,
@@ -166,7 +197,7 @@ export class EventStore implements DcbEventStore {
       head: (options) => this.head(options),
       query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
       mark: () => this.#notifier.mark(),
-      waitForAppend: (position, since, timeoutMs, signal) => this.#notifier.waitForAppend(position, since, timeoutMs, signal),
+      waitForAppend: (position, since, timeoutMs, signal, consistency) => this.#waitForAppend(position, since, timeoutMs, signal, consistency),
       get closed() {
         return isClosed();
       },
@@ -181,7 +212,7 @@ export class EventStore implements DcbEventStore {
       // Raw errors of a consumer's own session, and the store's errors wrapping them.
       // A read past readTimeoutMs (a silent connection, an overloaded server) is retried like a
       // lost connection: a subscription or consumer must outlast it, not end with it.
-      isTransient: (error) => error instanceof OperationTimeoutError || isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause)),
+      isTransient: (error) => this.#isTransient(error),
     };
     this.#snapshots = new PostgresSnapshotStore(this.#quotedSchema, (operation, text, values, signal) => this.#query(operation, text, values, signal));
   }
@@ -215,6 +246,17 @@ export class EventStore implements DcbEventStore {
     const readTimeoutMs = timeoutOption(options.readTimeoutMs, 30_000, 'readTimeoutMs');
     const connectTimeoutMs = timeoutOption(options.connectTimeoutMs, 10_000, 'connectTimeoutMs');
     const preparedStatements = options.preparedStatements ?? true;
+    const replicaUrls = options.readReplicas ?? [];
+    if (!Array.isArray(replicaUrls) || replicaUrls.some((url) => typeof url !== 'string' || url === '')) {
+      throw new InvalidInputError('readReplicas', `must be an array of connection strings, got ${describe(options.readReplicas)}`);
+    }
+    const maxReplicaLag = options.maxReplicaLag ?? 10_000;
+    if (!Number.isSafeInteger(maxReplicaLag) || maxReplicaLag < 0) throw new InvalidInputError('maxReplicaLag', `must be a non-negative integer, got ${describe(maxReplicaLag)}`);
+    const replicaWaitMs = options.replicaWaitMs === 0 ? 0 : timeoutOption(options.replicaWaitMs, 500, 'replicaWaitMs');
+    const replicaCheckIntervalMs = timeoutOption(options.replicaCheckIntervalMs, 1000, 'replicaCheckIntervalMs');
+    const slowOperationMs = options.slowOperationMs === 0 ? 0 : timeoutOption(options.slowOperationMs, 1000, 'slowOperationMs');
+    if (options.logger !== undefined && !isLogger(options.logger)) throw new InvalidInputError('logger', `must have debug, info, warn and error methods (pino, or console), got ${describe(options.logger)}`);
+    const log = new StoreLog(options.logger, { schema });
     const { pool, sessionConfig, clients } = openPool({
       connectionString,
       sessionConnectionString: options.sessionConnectionString ?? connectionString,
@@ -228,7 +270,10 @@ export class EventStore implements DcbEventStore {
       const migrating = options.migrate ?? true;
       const client = await pool.connect();
       try {
-        if (migrating) await migrate(client, schema);
+        if (migrating) {
+          const { applied } = await migrate(client, schema);
+          if (applied.length > 0) log.info({ migrations: applied }, `applied migrations ${applied.join(', ')} to schema ${schema}`);
+        }
         if (options.payloadIndex === true) await ensurePayloadIndex(client, schema);
         // The append function needs READ COMMITTED (a fresh snapshot per statement after the
         // lock). A server whose default is stricter gets each append in an explicit READ
@@ -243,7 +288,13 @@ export class EventStore implements DcbEventStore {
       if (error instanceof EventStoreError) throw error;
       throw new EventStoreDatabaseError(`connecting to PostgreSQL failed: ${(error as Error).message}`, error);
     }
-    return new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients }, options);
+    const replicaSettings: ReplicaSettings | undefined = replicaUrls.length === 0
+      ? undefined
+      : { connectionStrings: replicaUrls, poolSize, connectTimeoutMs, preparedStatements, maxLag: maxReplicaLag, waitMs: replicaWaitMs, checkIntervalMs: replicaCheckIntervalMs, clients };
+    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs }, options);
+    // Knows every replica's head before the first read (one that does not answer starts as down).
+    await store.#replicas?.start();
+    return store;
   }
 
   /** The schema this store lives in. */
@@ -275,6 +326,7 @@ export class EventStore implements DcbEventStore {
     let position: bigint;
     try {
       position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs });
+      this.#replicas?.observePrimaryHead(position);
     } catch (error) {
       if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error, timeoutMs - (Date.now() - startedAt));
       throw error;
@@ -307,8 +359,26 @@ export class EventStore implements DcbEventStore {
   async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
     this.#assertOpen();
     const { after, limit, backwards } = validateRead(query, options);
+    const consistency = validateConsistency(options.consistency, 'consistency');
     const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards });
-    const rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, this.#statementName(statement.text));
+    const name = this.#statementName(statement.text);
+    let rows: ReadRow[] | undefined;
+    const replica = consistency !== 'strong' && this.#replicas ? await this.#replicas.choose(consistency, options.signal) : undefined;
+    if (replica) {
+      try {
+        rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name, { pool: replica.pool, replica });
+        this.#replicas!.observeReplicaHead(replica, BigInt(rows[0]!.head));
+      } catch (error) {
+        if (error instanceof OperationAbortedError || error instanceof EventStoreClosedError) throw error;
+        // Never the caller's problem: the primary has every event the replica has.
+        this.#replicas!.failed(replica, error, this.#isTransient(error));
+        rows = undefined;
+      }
+    }
+    if (rows === undefined) {
+      rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name);
+      this.#replicas?.observePrimaryHead(BigInt(rows[0]!.head));
+    }
     const head = BigInt(rows[0]!.head);
     const events: SequencedEvent<Data>[] = [];
     for (const row of rows) {
@@ -337,7 +407,20 @@ export class EventStore implements DcbEventStore {
    */
   async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
     this.#assertOpen();
-    yield* streamPages<Data>((from, limit, signal) => this.read<Data>(query, { after: from, limit, ...(signal && { signal }) }), query, options);
+    const consistency = validateConsistency(options.consistency, 'consistency');
+    // Every page at least at the first page's head: a later page on a replica further behind
+    // would end the stream before the head the first one promised.
+    let first: bigint | undefined;
+    yield* streamPages<Data>(
+      async (from, limit, signal) => {
+        const where = consistency === 'strong' ? consistency : first === undefined ? consistency : atLeastConsistency(consistency, first);
+        const result = await this.read<Data>(query, { after: from, limit, ...(signal && { signal }), ...(where !== 'strong' && { consistency: where }) });
+        first ??= result.head;
+        return result;
+      },
+      query,
+      options,
+    );
   }
 
   /**
@@ -452,7 +535,7 @@ export class EventStore implements DcbEventStore {
         this.#notifier.destroy();
         for (const forceStop of this.#runs.values()) forceStop();
       }
-      const ending = this.#pool.end();
+      const ending = Promise.all([this.#pool.end(), this.#replicas?.close()]);
       if (!(await settlesWithin(ending, deadline - Date.now()))) {
         // Reads past the close deadline (their own deadline is longer): close their connections.
         for (const client of this.#checkedOut) destroyConnection(client);
@@ -466,6 +549,40 @@ export class EventStore implements DcbEventStore {
       await ending;
     })();
     return this.#closing;
+  }
+
+  #isTransient(error: unknown): boolean {
+    return error instanceof OperationTimeoutError || isConnectionError(error) || (error instanceof EventStoreDatabaseError && isConnectionError(error.cause));
+  }
+
+  /**
+   * FollowSource.waitForAppend. A reader on a replica got the replica's head, which may trail
+   * what the primary announced: then it looks again shortly (the replica replays within
+   * milliseconds) instead of waiting for the next notification that may never come.
+   */
+  #waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal, consistency: ReadConsistency): Promise<void> {
+    if (consistency !== 'strong' && this.#replicas && this.#notifier.latestHead > position) return pause(Math.min(REPLICA_CATCH_UP_POLL_MS, timeoutMs), signal);
+    return this.#notifier.waitForAppend(position, since, timeoutMs, signal);
+  }
+
+  #replicaProbes(): ReplicaProbes {
+    const headSql = `SELECT position FROM ${this.#quotedSchema}.head`;
+    const signalFor = (timeoutMs: number): AbortSignal => AbortSignal.any([AbortSignal.timeout(timeoutMs), this.#closedController.signal]);
+    return {
+      replicaHead: async (replica, timeoutMs) => {
+        const rows = await this.#query<{ position: string }>('replica head', headSql, [], signalFor(timeoutMs), undefined, { pool: replica.pool, replica });
+        return BigInt(rows[0]!.position);
+      },
+      primaryHead: async (timeoutMs) => BigInt((await this.#query<{ position: string }>('head', headSql, [], signalFor(timeoutMs)))[0]!.position),
+      fellBack: (replica, reason, error) => {
+        // 'behind' is the normal price of { atLeast } right after an append: debug, not warn.
+        this.#log.write(reason === 'behind' ? 'debug' : 'warn', { reason, ...(replica && { replica: replica.name }), ...(error !== undefined && errorFields(error)) }, `read went to the primary instead of a replica (${reason})`);
+      },
+      changed: (replica, down, error) => {
+        if (down) this.#log.warn({ replica: replica.name, ...(error !== undefined && errorFields(error)) }, `replica ${replica.name} is not answering; reads go elsewhere until it does`);
+        else this.#log.info({ replica: replica.name }, `replica ${replica.name} is answering again`);
+      },
+    };
   }
 
   #assertOpen(): void {
@@ -492,13 +609,14 @@ export class EventStore implements DcbEventStore {
    * not end promptly (the connection is dead), the connection is closed instead. A connection
    * whose cancel may still be on its way is never reused: it could hit the next statement.
    */
-  async #query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined, name?: string): Promise<Row[]> {
+  async #query<Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined, name?: string, target?: Target): Promise<Row[]> {
     if (signal?.aborted) throw new OperationAbortedError(operation, signal.reason);
     const timeoutMs = this.#readTimeoutMs;
     const deadline = Date.now() + timeoutMs;
+    const startedAt = performance.now();
     let client: pg.PoolClient;
     try {
-      client = await this.#acquire(operation, Math.min(this.#connectTimeoutMs, timeoutMs), signal);
+      client = await this.#acquire(operation, Math.min(this.#connectTimeoutMs, timeoutMs), signal, target?.pool);
     } catch (error) {
       if (error instanceof OperationTimeoutError) throw new OperationTimeoutError(operation, timeoutMs, 'no connection could be had in time');
       throw this.#toError(error);
@@ -533,7 +651,12 @@ export class EventStore implements DcbEventStore {
         this.#release(client, broken, cancelling);
       });
     try {
-      return (await Promise.race([running, stoppedEarly])).rows;
+      const { rows } = await Promise.race([running, stoppedEarly]);
+      if (this.#slowOperationMs > 0 && this.#log.enabled) {
+        const durationMs = performance.now() - startedAt;
+        if (durationMs >= this.#slowOperationMs) this.#log.warn({ operation, duration_ms: Math.round(durationMs), rows: rows.length, ...(target?.replica && { replica: target.replica.name }) }, `slow ${operation}: ${Math.round(durationMs)} ms`);
+      }
+      return rows;
     } catch (error) {
       if (stopped === 'aborted') throw new OperationAbortedError(operation, signal?.reason);
       if (stopped === 'timed out') throw new OperationTimeoutError(operation, timeoutMs);
@@ -542,7 +665,7 @@ export class EventStore implements DcbEventStore {
   }
 
   /** A pooled connection within `timeoutMs`; an abort rejects at once (a late connection goes back to the pool). */
-  #acquire(operation: string, timeoutMs: number, signal?: AbortSignal): Promise<pg.PoolClient> {
+  #acquire(operation: string, timeoutMs: number, signal?: AbortSignal, pool: pg.Pool = this.#pool): Promise<pg.PoolClient> {
     return new Promise((resolve, reject) => {
       let done = false;
       const finish = (settle: () => void): void => {
@@ -555,7 +678,7 @@ export class EventStore implements DcbEventStore {
       const onAbort = (): void => finish(() => reject(new OperationAbortedError(operation, signal?.reason)));
       const timer = setTimeout(() => finish(() => reject(new OperationTimeoutError(operation, timeoutMs, 'no connection could be had in time'))), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pool.connect().then(
+      pool.connect().then(
         (client) => {
           if (done) {
             try {
@@ -670,6 +793,9 @@ export class EventStore implements DcbEventStore {
   }
 }
 
+/** How soon a reader on a replica that trails the announced head looks again. */
+const REPLICA_CATCH_UP_POLL_MS = 20;
+
 /** Read shapes prepared per connection; beyond this, reads run as unnamed statements. */
 const MAX_PREPARED_SHAPES = 200;
 
@@ -684,6 +810,16 @@ interface ConnectionSettings {
   preparedStatements: boolean;
   explicitReadCommitted: boolean;
   clients: Set<pg.Client>;
+  replicaSettings: ReplicaSettings | undefined;
+  log: StoreLog;
+  slowOperationMs: number;
+}
+
+/** A pool a statement runs on: the primary's, or a replica's. */
+interface Target {
+  pool: pg.Pool;
+  /** A replica, or undefined for the primary. */
+  replica: Replica | undefined;
 }
 
 function timeoutOption(value: unknown, fallback: number, path: string): number {

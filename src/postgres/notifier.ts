@@ -27,6 +27,7 @@ export class HeadNotifier {
   #sequence = 0;
   readonly #recent: { sequence: number; head: bigint }[] = [];
   #closed = false;
+  #latestHead = 0n;
 
   /** `quotedChannel` is the schema name, validated and quoted (the trigger notifies on it). */
   constructor(config: pg.ClientConfig, quotedChannel: string) {
@@ -34,6 +35,11 @@ export class HeadNotifier {
     // reconnect; until then waiters fall back to polling.
     this.#config = { connectionTimeoutMillis: 10_000, ...config, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
     this.#channel = quotedChannel;
+  }
+
+  /** The highest head a notification announced (0n before the first). */
+  get latestHead(): bigint {
+    return this.#latestHead;
   }
 
   /** See FollowSource.mark. */
@@ -104,6 +110,7 @@ export class HeadNotifier {
       }
       this.#sequence += 1;
       this.#recent.push({ sequence: this.#sequence, head });
+      if (head > this.#latestHead) this.#latestHead = head;
       if (this.#recent.length > RECENT_NOTIFICATIONS) this.#recent.shift();
       for (const waiter of [...this.#waiters]) if (head > waiter.position) waiter.wake();
     });

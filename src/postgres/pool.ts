@@ -9,6 +9,8 @@ export interface PoolSettings {
   poolSize: number;
   connectTimeoutMs: number;
   preparedStatements: boolean;
+  /** Where to track the clients (shared by a store's pools, so close() ends them all). Default: a new set. */
+  clients?: Set<pg.Client>;
 }
 
 export interface StorePool {
@@ -27,7 +29,7 @@ export function openPool(settings: PoolSettings): StorePool {
   const base = { application_name: 'dynamic-streams-eventstore', connectionTimeoutMillis: settings.connectTimeoutMs, keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
   const connectionConfig: pg.PoolConfig = { ...base, connectionString: settings.connectionString };
   const sessionConfig: pg.ClientConfig = { ...base, connectionString: settings.sessionConnectionString };
-  const clients = new Set<pg.Client>();
+  const clients = settings.clients ?? new Set<pg.Client>();
   class TrackedClient extends pg.Client {
     constructor(config?: string | pg.ClientConfig) {
       super(config);

@@ -1,7 +1,7 @@
 import { EventStoreClosedError, InvalidInputError, OperationAbortedError } from '../errors.ts';
 import { type SequencedEvent } from '../events.ts';
-import { describe, validatePosition } from '../validation.ts';
-import type { ReadOptions, ReadResult, SubscribeOptions } from '../store.ts';
+import { describe, validateConsistency, validatePosition } from '../validation.ts';
+import type { ReadConsistency, ReadOptions, ReadResult, SubscribeOptions } from '../store.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import { MAX_TIMER_MS, pause } from '../util/wait.ts';
 import { Query } from '../query.ts';
@@ -14,9 +14,11 @@ export interface FollowSource {
   /**
    * Resolves once an append may have moved the head beyond `position` (also one announced since
    * `since` = mark() taken before the read that returned `position`), after `timeoutMs`, or when
-   * `signal` aborts or the store closes, whichever is first. Never rejects.
+   * `signal` aborts or the store closes, whichever is first. Never rejects. With a consistency
+   * other than 'strong', `position` is a replica's head, which may trail what the notifications
+   * announced: then it resolves once the replica may have caught up.
    */
-  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  waitForAppend(position: bigint, since: number, timeoutMs: number, signal: AbortSignal, consistency: ReadConsistency): Promise<void>;
   readonly closed: boolean;
   /**
    * Aborted when the store closes. Every wait of a subscription (a read, the backoff after a
@@ -33,6 +35,7 @@ export interface ValidatedSubscribeOptions {
   batchSize: number;
   pollIntervalMs: number;
   signal: AbortSignal | undefined;
+  consistency: ReadConsistency;
 }
 
 export function validateSubscribeOptions(query: unknown, options: SubscribeOptions): ValidatedSubscribeOptions {
@@ -46,7 +49,7 @@ export function validateSubscribeOptions(query: unknown, options: SubscribeOptio
     throw new InvalidInputError('pollIntervalMs', `must be a number from 1 to ${MAX_TIMER_MS}, got ${describe(pollIntervalMs)}`);
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidInputError('signal', `must be an AbortSignal, got ${describe(options.signal)}`);
-  return { after, batchSize, pollIntervalMs, signal: options.signal };
+  return { after, batchSize, pollIntervalMs, signal: options.signal, consistency: validateConsistency(options.consistency, 'consistency') };
 }
 
 /**
@@ -100,7 +103,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
       let result: ReadResult<Data>;
       const mark = source.mark();
       try {
-        result = await source.read<Data>(query, { after: cursor, limit: options.batchSize, signal });
+        result = await source.read<Data>(query, { after: cursor, limit: options.batchSize, signal, ...(options.consistency !== 'strong' && { consistency: options.consistency }) });
         failures = 0;
       } catch (error) {
         if (signal.aborted || error instanceof OperationAbortedError || error instanceof EventStoreClosedError) return;
@@ -118,7 +121,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
       }
       if (result.events.length === options.batchSize) continue;
       if (result.head > cursor) cursor = result.head;
-      await source.waitForAppend(cursor, mark, options.pollIntervalMs, signal);
+      await source.waitForAppend(cursor, mark, options.pollIntervalMs, signal, options.consistency);
     }
   } finally {
     outer?.removeEventListener('abort', onAbort);

@@ -28,6 +28,7 @@ import type {
 } from '../store.ts';
 import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
 import { wakeableWait } from '../util/wait.ts';
+import { validateConsistency } from '../validation.ts';
 
 /**
  * An event store in memory with the PostgreSQL store's interface and semantics (`append`, `read`,
@@ -99,6 +100,8 @@ export class InMemoryEventStore implements DcbEventStore {
   async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
     this.#assertOpen();
     const { after, limit, backwards } = validateRead(query, options);
+    // One copy of the log: every consistency reads it (validated as the PostgreSQL store does).
+    validateConsistency(options.consistency, 'consistency');
     if (options.signal?.aborted) throw new OperationAbortedError('read', options.signal.reason);
     await Promise.resolve();
     const matches = queryMatcher(query);
