@@ -8,6 +8,7 @@ export type {
   ExecuteResult,
   HeadOptions,
   Projection,
+  ReadConsistency,
   ReadOptions,
   ReadResult,
   Snapshot,
@@ -20,6 +21,7 @@ export type {
 } from './store.ts';
 export { EventStore } from './postgres/event-store.ts';
 export type { EventStoreOptions } from './postgres/event-store.ts';
+export type { Logger } from './telemetry/log.ts';
 export { Query, QueryItem } from './query.ts';
 export type { QueryItemJSON, QueryJSON } from './query.ts';
 export type { AppendCondition } from './append-condition.ts';

@@ -4,6 +4,7 @@ import type { AppendCondition } from '../append-condition.ts';
 import type { NormalizedEvent } from '../events.ts';
 import type { InternalQuery } from '../query.ts';
 import { backoffDelay, type BackoffOptions } from '../util/backoff.ts';
+import { errorFields, type StoreLog } from '../telemetry/log.ts';
 
 /** One append call waiting for, or riding in, a batch. */
 export interface PendingAppend {
@@ -139,9 +140,12 @@ export class AppendBatcher {
   #forced = false;
   #wakeBackoff: (() => void) | undefined;
 
-  constructor(execution: BatchExecution, limits: BatcherLimits) {
+  readonly #log: StoreLog | undefined;
+
+  constructor(execution: BatchExecution, limits: BatcherLimits, log?: StoreLog) {
     this.#execution = execution;
     this.#limits = limits;
+    this.#log = log;
   }
 
   submit(append: PendingAppend): Promise<bigint> {
@@ -189,7 +193,9 @@ export class AppendBatcher {
   }
 
   #unknown(command: Command, reason: string, cause?: unknown): AppendOutcomeUnknownError {
-    return new AppendOutcomeUnknownError(command.events.map((event) => event.id), reason, cause);
+    const ids = command.events.map((event) => event.id);
+    this.#log?.warn({ event_ids: ids, reason, ...(cause !== undefined && errorFields(cause)) }, `append outcome unknown: ${reason}`);
+    return new AppendOutcomeUnknownError(ids, reason, cause);
   }
 
   #abort(command: Command): void {
@@ -304,6 +310,7 @@ export class AppendBatcher {
           return;
         }
         for (const command of live) command.lastError = error;
+        this.#log?.warn({ commands: live.length, failures: failures + 1, ...errorFields(error) }, 'no connection for an append batch; retrying');
         await this.#backoff(++failures, live);
         continue;
       }
@@ -397,6 +404,7 @@ export class AppendBatcher {
           for (const command of live) this.#settle(command, () => command.reject(this.#unknown(command, 'the store was closed before the outcome was known', failure)));
           return;
         }
+        this.#log?.warn({ commands: live.length, failures: failures + 1, ...errorFields(failure) }, 'connection lost with an append batch in flight; resending the same events (ids make it idempotent)');
         await this.#backoff(++failures, live);
         continue;
       }

@@ -12,6 +12,7 @@ import { MAX_TIMER_MS, pause } from '../util/wait.ts';
 import type { Consumer, ConsumerContext, ConsumerOptions, ConsumerStatus, ConsumerTransaction, ResetConsumerOptions } from './consumer-types.ts';
 import { destroySocket } from './socket.ts';
 import { isConnectionLost } from './classify.ts';
+import { errorFields, type StoreLog } from '../telemetry/log.ts';
 
 /** What a consumer needs from its store: what a subscription needs, and more. */
 export interface ConsumerHost extends FollowSource {
@@ -28,6 +29,7 @@ export interface ConsumerHost extends FollowSource {
    * settles, and calls `forceStop` when the timeout passes first. Returns `running`.
    */
   trackRun<T>(running: Promise<T>, forceStop: () => void): Promise<T>;
+  log: StoreLog;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
@@ -128,12 +130,14 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
             await pause(this.#takeoverIntervalMs, signal);
             continue;
           }
+          this.#host.log.info({ consumer: this.name, instance: this.#instanceId }, `consumer ${this.name}: this instance holds the lease and runs`);
           await this.#runWithLease(session, lease, signal);
           // Returned: asked to stop. Ending the session below gives the lease back.
         } catch (error) {
           if (error instanceof StopRequested) return;
           if (!(error instanceof LeaseLostError) && !this.#host.isTransient(error)) throw asEventStoreError(error, this.name);
           // The session is gone or unusable, and with it the lease: start over on a new one.
+          this.#host.log.warn({ consumer: this.name, instance: this.#instanceId, ...errorFields(error) }, `consumer ${this.name}: session lost; reconnecting`);
           await session?.end().catch(() => undefined);
           session = undefined;
           failures += 1;
@@ -260,6 +264,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   async #retryAlone(session: pg.Client, event: SequencedEvent<Data>, checkpoint: bigint, firstError: unknown, signal: AbortSignal): Promise<bigint> {
     let error = firstError;
     for (let attempt = 2; attempt <= this.#maxAttempts; attempt++) {
+      this.#host.log.warn({ consumer: this.name, position: String(event.position), attempt: attempt - 1, max_attempts: this.#maxAttempts, ...errorFields(error) }, `consumer ${this.name}: handler failed at position ${event.position}; retrying`);
       await pause(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), signal);
       if (signal.aborted) throw new StopRequested(); // stopping or closing is not a failure: the next run resumes at this event
       const outcome = await this.#attempt(session, [event], checkpoint, attempt, signal);
@@ -268,6 +273,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
       error = outcome.error;
     }
     const failure = new ConsumerFailedError(this.name, event.position, this.#maxAttempts, error);
+    this.#host.log.error({ consumer: this.name, position: String(event.position), attempts: this.#maxAttempts, ...errorFields(error) }, `consumer ${this.name} stopped: handler failed ${this.#maxAttempts} times at position ${event.position}`);
     await this.#recordFailure(session, event.position, error);
     throw failure;
   }

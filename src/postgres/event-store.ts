@@ -183,9 +183,9 @@ export class EventStore implements DcbEventStore {
       maxQueued: options.maxQueuedAppends ?? 5000,
       appendTimeoutMs: settings.appendTimeoutMs,
       connectTimeoutMs: settings.connectTimeoutMs,
-    });
-    this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema);
+    }, settings.log);
     this.#log = settings.log;
+    this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema, this.#log);
     this.#slowOperationMs = settings.slowOperationMs;
     this.#replicas = settings.replicaSettings && new ReplicaSet(settings.replicaSettings, this.#replicaProbes());
     const isClosed = (): boolean => this.#closed;
@@ -203,6 +203,7 @@ export class EventStore implements DcbEventStore {
       },
       closedSignal: this.#closedController.signal,
       cancelBackend: (client) => sendCancelRequest(client),
+      log: settings.log,
       trackRun: (running, forceStop) => {
         this.#runs.set(running, forceStop);
         const forget = (): void => void this.#runs.delete(running);

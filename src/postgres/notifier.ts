@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { destroySocket } from './socket.ts';
 import { wakeableWait } from '../util/wait.ts';
+import { backoffDelay } from '../util/backoff.ts';
+import { errorFields, type StoreLog } from '../telemetry/log.ts';
 
 const RECENT_NOTIFICATIONS = 256;
 
@@ -30,7 +32,10 @@ export class HeadNotifier {
   #latestHead = 0n;
 
   /** `quotedChannel` is the schema name, validated and quoted (the trigger notifies on it). */
-  constructor(config: pg.ClientConfig, quotedChannel: string) {
+  readonly #log: StoreLog | undefined;
+
+  constructor(config: pg.ClientConfig, quotedChannel: string, log?: StoreLog) {
+    this.#log = log;
     // Keepalives let the client notice a connection that died without a word (no FIN), and
     // reconnect; until then waiters fall back to polling.
     this.#config = { connectionTimeoutMillis: 10_000, ...config, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
@@ -117,8 +122,9 @@ export class HeadNotifier {
     try {
       await client.connect();
       await client.query(`LISTEN ${this.#channel}`);
-    } catch {
+    } catch (error) {
       client.end().catch(() => undefined);
+      if (this.#failures === 0) this.#log?.warn(errorFields(error), 'the LISTEN connection that wakes subscriptions failed; they poll until it is back');
       this.#scheduleReconnect();
       return;
     }
@@ -127,6 +133,7 @@ export class HeadNotifier {
       return;
     }
     this.#client = client;
+    if (this.#failures > 0) this.#log?.info({ failures: this.#failures }, 'the LISTEN connection is back');
     this.#failures = 0;
     // Appends made while no listener was connected sent notifications nobody received.
     for (const waiter of [...this.#waiters]) waiter.wake();
@@ -135,7 +142,7 @@ export class HeadNotifier {
   #scheduleReconnect(): void {
     if (this.#closed || this.#retryTimer) return;
     this.#failures += 1;
-    const delay = Math.min(5000, 50 * 2 ** Math.min(this.#failures, 7));
+    const delay = backoffDelay(this.#failures, { baseMs: 100, capMs: 5000, jitter: 'equal' });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (this.#waiters.size > 0) this.#ensureListening();
