@@ -176,9 +176,11 @@ describe('a hot standby of an embedded primary', SUITE, () => {
     assert.equal((await slotNames(primary)).includes(first.slotName), false, 'and its slot dropped');
   });
 
-  test('primary stopped first, with its standby paused: neither stop hangs; then a stopped primary and its directory are refused', { timeout: 60_000 }, async () => {
-    const other = await startEmbeddedPostgres({ dataDir: join(root, 'other-primary'), port: 0 });
+  test('a primary with raised limits gets a standby; stopped first, with its standby paused: neither stop hangs; then a stopped primary and its directory are refused', { timeout: 60_000 }, async () => {
+    // A primary with more connections than the default: a hot standby must allow at least as many, or it refuses to start.
+    const other = await startEmbeddedPostgres({ dataDir: join(root, 'other-primary'), port: 0, postgresFlags: ['-c', 'max_connections=150'] });
     const otherStandby = await startEmbeddedPostgres({ replicaOf: other, dataDir: join(root, 'other-standby'), port: 0, ephemeral: true });
+    assert.deepEqual(await sql(otherStandby, "SELECT current_setting('max_connections') AS n"), [{ n: '150' }]);
     await sql(otherStandby, 'SELECT pg_wal_replay_pause()');
     await sql(other, 'CREATE TABLE after_pause (x int)');
     await other.stop();
