@@ -261,11 +261,11 @@ export async function dropSlot(primary: PrimaryEndpoint, slotName: string, timeo
 
 /**
  * Waits until `standbyConnectionString` accepts connections (a standby does so once it has replayed
- * to a consistent state: at least the backup's end). Rejects at once when `exited` settles first.
+ * to a consistent state: at least the backup's end). Rejects as soon as `gaveUp` resolves (with why).
  */
-export async function waitForConnections(connectionString: string, exited: Promise<unknown>, timeoutMs: number): Promise<void> {
-  let gone = false;
-  void exited.finally(() => (gone = true));
+export async function waitForConnections(connectionString: string, gaveUp: Promise<string>, timeoutMs: number): Promise<void> {
+  let reason: string | undefined;
+  void gaveUp.then((why) => (reason = why));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const client = new pg.Client({ connectionString, connectionTimeoutMillis: 2000 });
@@ -275,7 +275,7 @@ export async function waitForConnections(connectionString: string, exited: Promi
       await client.query('SELECT 1');
       return;
     } catch (error) {
-      if (gone) throw new EmbeddedPostgresError('the standby exited during startup');
+      if (reason !== undefined) throw new EmbeddedPostgresError(reason);
       if (Date.now() > deadline) throw new OperationTimeoutError('starting the standby', timeoutMs, error instanceof Error ? error.message : String(error));
     } finally {
       await client.end().catch(() => undefined);

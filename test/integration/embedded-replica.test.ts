@@ -2,7 +2,7 @@
 // This file starts its own primary (the suite's DATABASE_URL server belongs to another process,
 // so it is not "one of ours"), a standby of it, and a few more servers for the edge cases.
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -176,10 +176,16 @@ describe('a hot standby of an embedded primary', SUITE, () => {
     assert.equal((await slotNames(primary)).includes(first.slotName), false, 'and its slot dropped');
   });
 
-  test('a primary with raised limits gets a standby; stopped first, with its standby paused: neither stop hangs; then a stopped primary and its directory are refused', { timeout: 60_000 }, async () => {
+  test('a primary with raised limits, or without replication rules in pg_hba.conf, gets a standby; stopped first, with its standby paused: neither stop hangs; then a stopped primary and its directory are refused', { timeout: 60_000 }, async () => {
     // A primary with more connections than the default: a hot standby must allow at least as many, or it refuses to start.
     const other = await startEmbeddedPostgres({ dataDir: join(root, 'other-primary'), port: 0, postgresFlags: ['-c', 'max_connections=150'] });
+    // And one whose pg_hba.conf lost initdb's replication rules: they are put back (and reloaded).
+    const hbaFile = join(other.dataDir, 'pg_hba.conf');
+    writeFileSync(hbaFile, readFileSync(hbaFile, 'utf8').split('\n').filter((line) => !/^\s*(local|host)\s+replication\s/.test(line)).join('\n'));
+    await sql(other, 'SELECT pg_reload_conf()');
+    assert.deepEqual(await sql(other, "SELECT 1 FROM pg_hba_file_rules WHERE 'replication' = ANY(database)"), []);
     const otherStandby = await startEmbeddedPostgres({ replicaOf: other, dataDir: join(root, 'other-standby'), port: 0, ephemeral: true });
+    assert.match(readFileSync(hbaFile, 'utf8'), /^host\s+replication\s+all\s+127\.0\.0\.1\/32\s+scram-sha-256$/m);
     assert.deepEqual(await sql(otherStandby, "SELECT current_setting('max_connections') AS n"), [{ n: '150' }]);
     await sql(otherStandby, 'SELECT pg_wal_replay_pause()');
     await sql(other, 'CREATE TABLE after_pause (x int)');
