@@ -1,5 +1,3 @@
-import type { AppendCondition } from './events.ts';
-
 /** Stable, machine-readable error codes. They never change once released. */
 export type EventStoreErrorCode =
   | 'INVALID_INPUT'
@@ -40,24 +38,6 @@ export class InvalidInputError extends EventStoreError {
   constructor(path: string, problem: string) {
     super('INVALID_INPUT', `${path}: ${problem}`);
     this.path = path;
-  }
-}
-
-/**
- * An event matching `condition.failIfEventsMatch` exists after `condition.after` (or at all, without
- * `after`). Nothing of the append was written. Re-read, decide again, and retry.
- */
-export class AppendConditionFailedError extends EventStoreError {
-  readonly condition: AppendCondition;
-  /** Position of a conflicting event (the first one after `after` when `after` was given). */
-  readonly conflictingPosition: bigint | undefined;
-
-  constructor(condition: AppendCondition, conflictingPosition: bigint | undefined) {
-    const after = condition.after === undefined ? 'at all' : `after position ${condition.after}`;
-    const at = conflictingPosition === undefined ? '' : ` (first conflict at position ${conflictingPosition})`;
-    super('APPEND_CONDITION_FAILED', `append condition failed: an event matching the condition exists ${after}${at}`);
-    this.condition = condition;
-    this.conflictingPosition = conflictingPosition;
   }
 }
 
@@ -122,20 +102,6 @@ export class EventStoreDatabaseError extends EventStoreError {
     super('DATABASE_ERROR', message, { cause });
     const code = (cause as { code?: unknown } | null)?.code;
     this.sqlState = typeof code === 'string' ? code : undefined;
-  }
-}
-
-/**
- * A command kept losing the race: every attempt's append condition failed because other writers
- * changed the events its decision read. Nothing of this command was written. `cause` is the last
- * {@link AppendConditionFailedError}.
- */
-export class RetriesExhaustedError extends EventStoreError {
-  readonly attempts: number;
-
-  constructor(attempts: number, cause: AppendConditionFailedError) {
-    super('RETRIES_EXHAUSTED', `command gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}: each time, events its decision depends on were appended between its read and its append`, { cause });
-    this.attempts = attempts;
   }
 }
 
@@ -243,6 +209,3 @@ export function isEventStoreError(error: unknown, code?: EventStoreErrorCode): e
 }
 
 /** True when `error` says an append condition failed. */
-export function isAppendConditionFailedError(error: unknown): error is AppendConditionFailedError {
-  return error instanceof AppendConditionFailedError;
-}

@@ -1,9 +1,11 @@
 // Validation of append and read input, shared by the PostgreSQL and the in-memory store so that
 // both reject exactly the same things with the same errors.
 import { InvalidInputError, OperationAbortedError } from './errors.ts';
-import { describe, normalizeEvent, validatePosition, type AppendCondition, type EventInput, type NormalizedEvent } from './events.ts';
+import { type AppendCondition } from './append-condition.ts';
+import { normalizeEvent, type EventInput, type NormalizedEvent } from './events.ts';
+import { describe, validatePosition } from './validation.ts';
 import { Query } from './query.ts';
-import type { ReadResult, StreamOptions } from './event-store.ts';
+import type { ReadResult, StreamOptions } from './store.ts';
 import type { SequencedEvent } from './events.ts';
 
 export interface PreparedAppend {

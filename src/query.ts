@@ -1,5 +1,5 @@
 import { InvalidInputError } from './errors.ts';
-import { assertJson, describe, validateStorableDate, validateTag, validateType } from './events.ts';
+import { assertJson, describe, validateStorableDate, validateTag, validateType } from './validation.ts';
 
 /** The DCB JSON shape of a query item. */
 export interface QueryItemJSON {

@@ -1,25 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AppendConditionFailedError, InvalidInputError, OperationAbortedError, RetriesExhaustedError } from '../errors.ts';
-import { describe, type EventInput } from '../events.ts';
-import type { AppendOptions, AppendResult } from '../event-store.ts';
-import type { AppendCondition } from '../events.ts';
-import { buildDecisionModel, type DecisionModelSource, type StatesOf } from './decision-model.ts';
-import type { Projection } from './projection.ts';
-
-/**
- * A command handler in the DCB style: the projections its rules need (they may depend on the
- * command) and a pure decision on their state. Define it with {@link defineCommandHandler} and run
- * it with `store.execute(handler, command)`.
- */
-export interface CommandHandler<Command, Projections extends Record<string, Projection<any>>, Event extends EventInput = EventInput> {
-  projections(command: Command): Projections;
-  /**
-   * The events to append, or nothing (an empty array or undefined) when the command has nothing
-   * to do, e.g. because it was carried out before. Throw a domain error to reject the command: it
-   * reaches the caller unchanged.
-   */
-  decide(state: StatesOf<Projections>, command: Command): Event | readonly Event[] | undefined | void;
-}
+import { AppendConditionFailedError, RetriesExhaustedError } from '../append-condition.ts';
+import { InvalidInputError, OperationAbortedError } from '../errors.ts';
+import { type EventInput } from '../events.ts';
+import { describe } from '../validation.ts';
+import { backoffDelay } from '../util/backoff.ts';
+import type { AppendOptions, AppendResult, CommandHandler, ExecuteOptions, ExecuteResult, Projection, StatesOf } from '../store.ts';
+import type { AppendCondition } from '../append-condition.ts';
+import { buildDecisionModel, type DecisionModelSource } from './decision-model.ts';
 
 /**
  * Identity function that gives `decide` its state type from `projections`.
@@ -41,29 +28,6 @@ export function defineCommandHandler<Command, Projections extends Record<string,
   handler: CommandHandler<Command, Projections, Event>,
 ): CommandHandler<Command, Projections, Event> {
   return handler;
-}
-
-export interface ExecuteOptions {
-  signal?: AbortSignal;
-  /** Most attempts (reads + decisions + appends) before {@link RetriesExhaustedError}. Default 10. */
-  maxAttempts?: number;
-  /** First retry waits up to this long (full jitter: a random time between 0 and the bound). Default 5 ms. */
-  initialDelayMs?: number;
-  /** Bound of the doubling wait between attempts. Default 500 ms. */
-  maxDelayMs?: number;
-  /** Called for each lost race (the append's condition failed), before the wait and the next attempt. For logs and metrics. */
-  onConflict?: (error: AppendConditionFailedError, attempt: number) => void;
-}
-
-export interface ExecuteResult<States, Event extends EventInput = EventInput> {
-  /** The events appended (empty when the decision was to do nothing). */
-  events: readonly Event[];
-  /** Position of the last appended event; undefined when nothing was appended. */
-  position: bigint | undefined;
-  /** The state the successful decision was made on. */
-  state: States;
-  /** 1 when the first attempt went through. */
-  attempts: number;
 }
 
 /** What `execute` needs from a store. */
@@ -109,9 +73,8 @@ export async function executeCommand<Command, Projections extends Record<string,
       if (!(error instanceof AppendConditionFailedError)) throw error;
       options.onConflict?.(error, attempt);
       if (attempt >= maxAttempts) throw new RetriesExhaustedError(attempt, error);
-      const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
       try {
-        await sleep(Math.random() * bound, undefined, signalOption);
+        await sleep(backoffDelay(attempt, { baseMs: initialDelayMs, capMs: maxDelayMs, jitter: 'full' }), undefined, signalOption);
       } catch {
         throw new OperationAbortedError('execute', signal?.reason);
       }

@@ -1,21 +1,17 @@
 import { InvalidInputError } from '../errors.ts';
-import { assertJson, describe, type AppendCondition, type JsonValue } from '../events.ts';
+import { type AppendCondition } from '../append-condition.ts';
+import { type JsonValue } from '../events.ts';
+import { assertJson, describe } from '../validation.ts';
 import { Query, QueryItem } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
-import type { ReadOptions, ReadResult } from '../event-store.ts';
-import type { Projection } from './projection.ts';
-import { queryHash, type Snapshot, type SnapshotKey, type SnapshotStore } from './snapshots.ts';
+import type { Projection, ReadOptions, ReadResult, Snapshot, SnapshotKey, SnapshotStore, StatesOf } from '../store.ts';
+import { queryHash } from './snapshots.ts';
 
 /** What a decision model needs from a store: `read` (and, for snapshots, a snapshot store). */
 export interface DecisionModelSource {
   read<Data = unknown>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>>;
   readonly snapshots?: SnapshotStore;
 }
-
-/** The state of each projection, by the names given to {@link buildDecisionModel}. */
-export type StatesOf<Projections extends Record<string, Projection<any>>> = {
-  [Name in keyof Projections]: Projections[Name] extends Projection<infer State> ? State : never;
-};
 
 export interface DecisionModel<States> {
   state: States;

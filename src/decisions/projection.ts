@@ -1,6 +1,8 @@
 import { InvalidInputError } from '../errors.ts';
-import { describe, validateTag, validateType, type JsonValue, type SequencedEvent } from '../events.ts';
+import { type SequencedEvent } from '../events.ts';
+import { describe, validateTag, validateType } from '../validation.ts';
 import { Query, QueryItem } from '../query.ts';
+import type { Projection, SnapshotOptions } from '../store.ts';
 
 /** Payload type per event type, e.g. `{ CourseDefined: { courseId: string; capacity: number } }`. */
 export type EventMap = Record<string, unknown>;
@@ -12,34 +14,6 @@ export type EventMapOf<Events> = { [Type in keyof Events]: unknown };
 export type ProjectionHandlers<State, Events extends EventMapOf<Events> = EventMap> = {
   [Type in keyof Events & string]?: (state: State, event: SequencedEvent<Events[Type]>) => State;
 };
-
-/** Lets a decision model start from a stored state instead of the first event. */
-export interface SnapshotOptions<State> {
-  /** Stable name of the projection, e.g. `courseCapacity`. */
-  name: string;
-  /** Bump it whenever the handlers or the state's shape change: older snapshots are then ignored. */
-  version: number;
-  /** Save a new snapshot once at least this many events were folded since the last one. Default 100. */
-  every?: number;
-  /** State to JSON. Default: the state itself (it must survive a JSON round trip). */
-  serialize?: (state: State) => JsonValue;
-  /** JSON back to state. Default: the JSON itself. */
-  deserialize?: (json: JsonValue) => State;
-}
-
-/**
- * The decision state a rule needs, folded from the events its query matches. Create one with
- * {@link defineProjection}; combine several with `buildDecisionModel`.
- */
-export interface Projection<State> {
-  readonly query: Query;
-  readonly initialState: State;
-  /** The state after `event`; `state` unchanged for events it has no handler for. */
-  apply(state: State, event: SequencedEvent): State;
-  readonly snapshot: Readonly<SnapshotOptions<State>> | undefined;
-  /** Only the last matching event is read and folded (e.g. "the last invoice number"). */
-  readonly onlyLastEvent: boolean;
-}
 
 export interface ProjectionDefinition<State, Events extends EventMapOf<Events>> {
   /** The state before any event. Copied (structuredClone) for every fold, so handlers cannot leak changes into it. */

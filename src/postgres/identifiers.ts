@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.ts';
-import { describe } from '../events.ts';
+import { describe } from '../validation.ts';
 
 // Lower-case only: an unquoted reference in a user's own SQL then names the same schema.
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;

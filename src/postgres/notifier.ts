@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { destroySocket } from './socket.ts';
-import { wakeableWait } from '../subscriptions/follow.ts';
+import { wakeableWait } from '../util/wait.ts';
 
 const RECENT_NOTIFICATIONS = 256;
 

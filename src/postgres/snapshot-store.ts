@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { validateSnapshot, validateSnapshotKey, type Snapshot, type SnapshotKey, type SnapshotStore } from '../decisions/snapshots.ts';
+import { validateSnapshot, validateSnapshotKey } from '../decisions/snapshots.ts';
+import type { Snapshot, SnapshotKey, SnapshotStore } from '../store.ts';
 import type { JsonValue } from '../events.ts';
 
 type Run = <Row extends pg.QueryResultRow>(operation: string, text: string, values: unknown[], signal: AbortSignal | undefined) => Promise<Row[]>;

@@ -1,25 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { EventStoreClosedError, InvalidInputError, OperationAbortedError } from '../errors.ts';
-import { describe, validatePosition, type SequencedEvent } from '../events.ts';
-import type { ReadOptions, ReadResult } from '../event-store.ts';
+import { type SequencedEvent } from '../events.ts';
+import { describe, validatePosition } from '../validation.ts';
+import type { ReadOptions, ReadResult, SubscribeOptions } from '../store.ts';
+import { backoffDelay } from '../util/backoff.ts';
+import { MAX_TIMER_MS, pause } from '../util/wait.ts';
 import { Query } from '../query.ts';
-
-/** The longest delay setTimeout honours (longer ones fire after 1 ms). */
-export const MAX_TIMER_MS = 2_147_483_647;
-
-export interface SubscribeOptions {
-  /** Start after this position (exclusive). Default 0n: from the first event. */
-  after?: bigint;
-  /** Ends the subscription: the iteration finishes (without an error) promptly after it fires. */
-  signal?: AbortSignal;
-  /** Events fetched per round trip while catching up. Default 1000. */
-  batchSize?: number;
-  /**
-   * Longest wait for new events without a wake-up notification, in ms. Notifications make the
-   * subscription react at once; the poll covers notifications lost while reconnecting. Default 1000.
-   */
-  pollIntervalMs?: number;
-}
 
 /** What a subscription needs from a store. */
 export interface FollowSource {
@@ -41,24 +26,6 @@ export interface FollowSource {
   readonly closedSignal: AbortSignal;
   /** Errors after which reading again may succeed (connection lost, server restarting). */
   isTransient(error: unknown): boolean;
-}
-
-/**
- * Waits until the wake function given to `register` is called, `timeoutMs` passes or `signal`
- * aborts. `register` stores the wake function where wakers find it and returns its removal.
- */
-export function wakeableWait(timeoutMs: number, signal: AbortSignal, register: (wake: () => void) => () => void): Promise<void> {
-  return new Promise((resolve) => {
-    const wake = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', wake);
-      unregister();
-      resolve();
-    };
-    const timer = setTimeout(wake, timeoutMs);
-    signal.addEventListener('abort', wake, { once: true });
-    const unregister = register(wake);
-  });
 }
 
 export interface ValidatedSubscribeOptions {
@@ -140,7 +107,7 @@ async function* followEvents<Data>(source: FollowSource, query: Query, options: 
         if (!source.isTransient(error)) throw error;
         // Connection lost or server restarting: try again, backing off up to the poll interval.
         failures += 1;
-        await sleep(Math.min(options.pollIntervalMs, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2), undefined, { signal }).catch(() => undefined);
+        await pause(backoffDelay(failures, { baseMs: 50, capMs: options.pollIntervalMs, jitter: 'equal' }), signal);
         continue;
       }
       for (const event of result.events) {

@@ -1,15 +1,33 @@
 import { isDeepStrictEqual } from 'node:util';
-import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from '../decisions/command-handler.ts';
-import type { StatesOf } from '../decisions/decision-model.ts';
-import type { Projection } from '../decisions/projection.ts';
-import { validateSnapshot, validateSnapshotKey, type Snapshot, type SnapshotKey, type SnapshotStore } from '../decisions/snapshots.ts';
-import { AppendConditionFailedError, DuplicateEventIdError, EventStoreClosedError, OperationAbortedError } from '../errors.ts';
-import type { AppendOptions, AppendResult, ReadOptions, ReadResult, StreamOptions } from '../event-store.ts';
-import type { AppendCondition, EventInput, JsonValue, SequencedEvent } from '../events.ts';
+import { executeCommand } from '../decisions/command-handler.ts';
+import { validateSnapshot, validateSnapshotKey } from '../decisions/snapshots.ts';
+import { AppendConditionFailedError } from '../append-condition.ts';
+import { DuplicateEventIdError, EventStoreClosedError, OperationAbortedError } from '../errors.ts';
+import type { AppendCondition } from '../append-condition.ts';
+import type { EventInput, JsonValue, SequencedEvent } from '../events.ts';
 import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
 import type { Query } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
-import { follow, validateSubscribeOptions, wakeableWait, type SubscribeOptions } from '../subscriptions/follow.ts';
+import type {
+  AppendOptions,
+  AppendResult,
+  CommandHandler,
+  DcbEventStore,
+  ExecuteOptions,
+  ExecuteResult,
+  HeadOptions,
+  Projection,
+  ReadOptions,
+  ReadResult,
+  Snapshot,
+  SnapshotKey,
+  SnapshotStore,
+  StatesOf,
+  StreamOptions,
+  SubscribeOptions,
+} from '../store.ts';
+import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
+import { wakeableWait } from '../util/wait.ts';
 
 /**
  * An event store in memory with the PostgreSQL store's interface and semantics (`append`, `read`,
@@ -21,7 +39,7 @@ import { follow, validateSubscribeOptions, wakeableWait, type SubscribeOptions }
  * const store = new InMemoryEventStore();
  * await store.append({ type: 'CourseDefined', tags: ['course:c1'], data: { capacity: 10 } });
  */
-export class InMemoryEventStore {
+export class InMemoryEventStore implements DcbEventStore {
   readonly #events: SequencedEvent[] = [];
   readonly #positionsById = new Map<string, bigint>();
   readonly #waiters = new Set<() => void>();
@@ -116,7 +134,7 @@ export class InMemoryEventStore {
     );
   }
 
-  async head(options: { signal?: AbortSignal } = {}): Promise<bigint> {
+  async head(options: HeadOptions = {}): Promise<bigint> {
     this.#assertOpen();
     if (options.signal?.aborted) throw new OperationAbortedError('head', options.signal.reason);
     return this.#head();

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import type { CommandHandler } from '../decisions/command-handler.ts';
 import { buildDecisionModel } from '../decisions/decision-model.ts';
-import type { Projection } from '../decisions/projection.ts';
 import { InvalidInputError } from '../errors.ts';
-import { describe, type EventInput } from '../events.ts';
+import { type EventInput } from '../events.ts';
+import { describe } from '../validation.ts';
 import { Query } from '../query.ts';
+import type { CommandHandler, Projection } from '../store.ts';
 import { InMemoryEventStore } from './in-memory-event-store.ts';
 
 /** A store a specification can run against: the in-memory store, or the PostgreSQL one. */

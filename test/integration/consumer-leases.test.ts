@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventStore, Query, QueryItem, type ConsumerTransaction, type EventInput } from '../../src/index.ts';
-import { loadMigrations, renderMigration } from '../../src/postgres/migrate.ts';
+import { loadMigrations, renderMigration } from '../../src/postgres/schema.ts';
 import { createTestStore, databaseUrl, dropSchema, keepEventLoopAliveDuringTests, uniqueSchemaName, withClient } from '../helpers.ts';
 import { positions, waitFor } from './fixtures/backends.ts';
 import { readModel, type ReadModel } from './fixtures/read-model.ts';

@@ -21,7 +21,8 @@ import {
   schemaSql,
   startEmbeddedPostgres,
 } from '../../src/index.ts';
-import { loadMigrations, migrate } from '../../src/postgres/migrate.ts';
+import { migrate } from '../../src/postgres/migrate.ts';
+import { loadMigrations } from '../../src/postgres/schema.ts';
 import { createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient, keepEventLoopAliveDuringTests } from '../helpers.ts';
 
 const SUITE = { timeout: 120_000 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandsAreIndependent, type CommandShape } from '../../src/batch-independence.ts';
+import { commandsAreIndependent, type CommandShape } from '../../src/postgres/batch-independence.ts';
 import { Query, QueryItem } from '../../src/query.ts';
 
 const command = (events: Array<[string, string[]]>, query?: Query): CommandShape => ({

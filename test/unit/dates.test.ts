@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InvalidInputError } from '../../src/errors.ts';
-import { MAX_STORABLE_TIME, MIN_STORABLE_TIME, normalizeEvent, validateStorableDate } from '../../src/events.ts';
+import { normalizeEvent } from '../../src/events.ts';
+import { MAX_STORABLE_TIME, MIN_STORABLE_TIME, validateStorableDate } from '../../src/validation.ts';
 import { Query, QueryItem } from '../../src/query.ts';
 
 const EARLIEST = '0001-01-01T00:00:00.000Z';

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EventStoreError, InvalidInputError } from '../../src/errors.ts';
-import { assertJson, MAX_TAG_LENGTH, MAX_TYPE_LENGTH, normalizeEvent, validatePosition, type EventInput } from '../../src/events.ts';
+import { normalizeEvent, type EventInput } from '../../src/events.ts';
+import { assertJson, MAX_TAG_LENGTH, MAX_TYPE_LENGTH, validatePosition } from '../../src/validation.ts';
 
 const NOW = new Date('2024-05-06T07:08:09.010Z');
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -1,15 +1,9 @@
-import {
-  AppendConditionFailedError,
-  AppendOutcomeUnknownError,
-  DuplicateEventIdError,
-  EventStoreClosedError,
-  EventStoreError,
-  EventStoreOverloadedError,
-  OperationAbortedError,
-  OperationTimeoutError,
-} from './errors.ts';
-import type { AppendCondition, NormalizedEvent } from './events.ts';
-import type { InternalQuery } from './query.ts';
+import { AppendConditionFailedError } from '../append-condition.ts';
+import { AppendOutcomeUnknownError, DuplicateEventIdError, EventStoreClosedError, EventStoreError, EventStoreOverloadedError, OperationAbortedError, OperationTimeoutError } from '../errors.ts';
+import type { AppendCondition } from '../append-condition.ts';
+import type { NormalizedEvent } from '../events.ts';
+import type { InternalQuery } from '../query.ts';
+import { backoffDelay, type BackoffOptions } from '../util/backoff.ts';
 
 /** One append call waiting for, or riding in, a batch. */
 export interface PendingAppend {
@@ -106,8 +100,8 @@ const MIN_ATTEMPT_TIMEOUT_MS = 1_000;
 /** A command with less time than this left is not sent any more (TIMEOUT, nothing written, instead of a likely "unknown"). */
 const MIN_SEND_MS = 250;
 /** Backoff between resends after a lost connection: full jitter on 50 ms doubling up to 2 s. */
-const BACKOFF_BASE_MS = 50;
-const BACKOFF_CAP_MS = 2_000;
+/** Resends after a lost connection: from 50 ms, doubling up to 2 s, full jitter. */
+const RESEND_BACKOFF: BackoffOptions = { baseMs: 50, capMs: 2_000, jitter: 'full' };
 
 interface Attempt {
   commands: Command[];
@@ -439,7 +433,7 @@ export class AppendBatcher {
   /** Waits before resending; ends early when every command of the batch is settled, or on forceClose. */
   async #backoff(failures: number, live: readonly Command[]): Promise<void> {
     const deadline = Math.max(...live.map((command) => command.deadline));
-    const delay = Math.min(deadline - Date.now(), Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 10)));
+    const delay = Math.min(deadline - Date.now(), backoffDelay(failures, RESEND_BACKOFF));
     if (delay <= 0 || this.#forced) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, delay);

@@ -1,4 +1,4 @@
-import type { InternalQuery, InternalQueryItem } from './query.ts';
+import type { InternalQuery, InternalQueryItem } from '../query.ts';
 
 /** What the independence check needs of a command: its events' types and tags and its condition. */
 export interface CommandShape {

@@ -1,88 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import {
-  CheckpointAheadError,
-  ConsumerFailedError,
-  ConsumerRunningError,
-  EventStoreClosedError,
-  EventStoreDatabaseError,
-  EventStoreError,
-  InvalidInputError,
-  OperationAbortedError,
-} from '../errors.ts';
-import { assertStorableString, describe, validatePosition, type SequencedEvent } from '../events.ts';
-import type { ReadResult } from '../event-store.ts';
+import { CheckpointAheadError, ConsumerFailedError, ConsumerRunningError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
+import { type SequencedEvent } from '../events.ts';
+import { assertStorableString, describe, validatePosition } from '../validation.ts';
+import type { ReadResult } from '../store.ts';
 import { Query } from '../query.ts';
-import { MAX_TIMER_MS, type FollowSource } from '../subscriptions/follow.ts';
-import { destroySocket } from '../postgres/socket.ts';
-
-/** The consumer's transaction: run the read model's writes here to apply them exactly once. */
-export interface ConsumerTransaction {
-  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<Row>>;
-}
-
-export interface ConsumerContext {
-  /**
-   * The open transaction that also moves the checkpoint past this event. Writes made through it
-   * commit together with the checkpoint, or not at all. Do not COMMIT or ROLLBACK it yourself.
-   */
-  transaction: ConsumerTransaction;
-  /** Which attempt at this event this is: 1, then 2, ... up to `maxAttempts`. */
-  attempt: number;
-  /**
-   * Aborted when the consumer is asked to stop (the run's signal, or `store.close()`). The call
-   * may still finish: its writes then commit with the events before it. A call that throws after
-   * the signal fired rolls back its batch's uncommitted events, which the next run delivers again;
-   * no failure is recorded. The transaction stays usable either way.
-   */
-  signal: AbortSignal;
-}
-
-export interface ConsumerOptions<Data = unknown> {
-  /** The events to process. */
-  query: Query;
-  /** Processes one event. Throw to retry it (see `maxAttempts`). */
-  handle: (event: SequencedEvent<Data>, context: ConsumerContext) => Promise<void> | void;
-  /** Events per transaction. Default 100. */
-  batchSize?: number;
-  /** Attempts at one failing event before the consumer stops with ConsumerFailedError. Default 5. */
-  maxAttempts?: number;
-  /** Wait before the second attempt; doubles each time, up to 30 s. Default 100 ms. */
-  retryDelayMs?: number;
-  /** Longest wait for new events without a wake-up notification. Default 1000 ms. */
-  pollIntervalMs?: number;
-  /** How often a standby instance tries to take the lease over. Default 1000 ms. */
-  takeoverIntervalMs?: number;
-  /**
-   * Longest time one handler call may take. When it passes, the call counts as a failed attempt:
-   * the statement it runs is cancelled, its transaction rolled back and closed to it (a late
-   * query fails instead of running outside the transaction), and the event is retried as for any
-   * error. Default 60000 ms.
-   */
-  handlerTimeoutMs?: number;
-  /** Shown in the status as the lease holder. Default `<hostname>:<pid>:<random>`. */
-  instanceId?: string;
-}
-
-export interface ConsumerStatus {
-  name: string;
-  /** Every matching event up to here is processed. */
-  position: bigint;
-  head: bigint;
-  /** Positions between the checkpoint and the head (an upper bound on the unprocessed matching events). */
-  lag: bigint;
-  /** `running`: an instance holds the lease now. `failed`: it stopped on `lastError`. `idle`: neither. */
-  state: 'idle' | 'running' | 'failed';
-  /** The lease holder's `instanceId` (or the last one's). */
-  owner: string | null;
-  /** Position of the event the handler failed on, while `failed`. */
-  failedPosition: bigint | null;
-  lastError: string | null;
-  lastErrorAt: Date | null;
-  updatedAt: Date | null;
-}
+import type { FollowSource } from '../subscriptions/follow.ts';
+import { backoffDelay } from '../util/backoff.ts';
+import { MAX_TIMER_MS, pause } from '../util/wait.ts';
+import type { Consumer, ConsumerContext, ConsumerOptions, ConsumerStatus, ConsumerTransaction, ResetConsumerOptions } from './consumer-types.ts';
+import { destroySocket } from './socket.ts';
+import { isConnectionLost } from './classify.ts';
 
 /** What a consumer needs from its store: what a subscription needs, and more. */
 export interface ConsumerHost extends FollowSource {
@@ -119,20 +48,8 @@ class HandlerTimeoutError extends Error {
   override name = 'HandlerTimeoutError';
 }
 
-/**
- * A named, durable consumer of the log: processes every matching event once, in position order,
- * and stores its checkpoint in `<schema>.consumers`. Create it with `store.consumer(name, ...)`.
- *
- * Guarantees:
- * - At-least-once delivery; exactly-once effects for writes made through `context.transaction`,
- *   which also moves the checkpoint.
- * - One instance at a time per name: the lease is a PostgreSQL advisory lock held by the session
- *   that runs the transactions, so it ends with that session (process death, lost connection)
- *   and a standby takes over within `takeoverIntervalMs`.
- * - A failing event is retried `maxAttempts` times, then the consumer stops with the error in its
- *   status; the checkpoint stays before the event, which is never skipped.
- */
-export class Consumer<Data = unknown> {
+/** The PostgreSQL store's durable consumer (see the Consumer interface for what it guarantees). */
+export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   readonly name: string;
   readonly #host: ConsumerHost;
   readonly #query: Query;
@@ -171,27 +88,6 @@ export class Consumer<Data = unknown> {
     this.#instanceId = options.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   }
 
-  /**
-   * Runs until `signal` aborts or the store closes (then resolves), or until the consumer fails
-   * (then rejects with ConsumerFailedError, CheckpointAheadError or a database error that is not
-   * a lost connection). While another instance holds the lease, waits as a standby. Lost
-   * connections are retried forever, with backoff.
-   *
-   * A stop takes effect between events: the handler call running then finishes (at most
-   * handlerTimeoutMs), the events processed so far commit with the checkpoint at the last of
-   * them, the lease is released and run() resolves. `store.close()` waits for that.
-   *
-   * @example
-   * const controller = new AbortController();
-   * const consumer = store.consumer('course-list', {
-   *   query: Query.of(QueryItem.types('CourseDefined', 'CourseRenamed')),
-   *   handle: async (event, { transaction }) => {
-   *     await transaction.query('INSERT INTO course_list (id, title) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET title = $2',
-   *       [event.data.courseId, event.data.title]);
-   *   },
-   * });
-   * const running = consumer.run({ signal: controller.signal });
-   */
   run(options: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.#running) return Promise.reject(new InvalidInputError('run', `consumer "${this.name}" is already running in this Consumer object`));
     if (this.#host.closed) return Promise.reject(new EventStoreClosedError());
@@ -227,7 +123,7 @@ export class Consumer<Data = unknown> {
           const lease = await tryLease(session, this.#host.quotedSchema, this.#host.schema, this.name);
           failures = 0;
           if (!lease) {
-            await sleep(this.#takeoverIntervalMs, undefined, { signal }).catch(() => undefined);
+            await pause(this.#takeoverIntervalMs, signal);
             continue;
           }
           await this.#runWithLease(session, lease, signal);
@@ -239,7 +135,7 @@ export class Consumer<Data = unknown> {
           await session?.end().catch(() => undefined);
           session = undefined;
           failures += 1;
-          await sleep(backoff(failures, this.#pollIntervalMs), undefined, { signal }).catch(() => undefined);
+          await pause(backoffDelay(failures, { baseMs: 50, capMs: this.#pollIntervalMs, jitter: 'equal' }), signal);
         }
       }
     } finally {
@@ -248,7 +144,6 @@ export class Consumer<Data = unknown> {
     }
   }
 
-  /** The checkpoint, lag, lease and last error. */
   status(options: { signal?: AbortSignal } = {}): Promise<ConsumerStatus> {
     return consumerStatus(this.#host, this.name, options);
   }
@@ -363,7 +258,7 @@ export class Consumer<Data = unknown> {
   async #retryAlone(session: pg.Client, event: SequencedEvent<Data>, checkpoint: bigint, firstError: unknown, signal: AbortSignal): Promise<bigint> {
     let error = firstError;
     for (let attempt = 2; attempt <= this.#maxAttempts; attempt++) {
-      await sleep(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), undefined, { signal }).catch(() => undefined);
+      await pause(Math.min(30_000, this.#retryDelayMs * 2 ** (attempt - 2)), signal);
       if (signal.aborted) throw new StopRequested(); // stopping or closing is not a failure: the next run resumes at this event
       const outcome = await this.#attempt(session, [event], checkpoint, attempt, signal);
       if (outcome.kind === 'committed') return event.position;
@@ -526,13 +421,6 @@ export async function consumerStatus(host: ConsumerHost, name: string, options: 
   };
 }
 
-export interface ResetConsumerOptions {
-  /** The new checkpoint: processing restarts after it. Default 0n (rebuild from the first event). */
-  position?: bigint;
-  /** Runs in the same transaction as the reset, e.g. to empty the read model. */
-  onReset?: (transaction: ConsumerTransaction) => unknown;
-}
-
 /**
  * Moves a consumer's checkpoint (default: back to the start, to rebuild its read model) and
  * clears its failure. Takes the consumer's lease for the duration, so it fails with
@@ -646,11 +534,4 @@ function nonNegativeNumber(value: unknown, fallback: number, path: string): numb
   return value;
 }
 
-function backoff(failures: number, cap: number): number {
-  return Math.min(cap, 25 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2);
-}
 
-function isConnectionLost(client: pg.Client): boolean {
-  const state = client as unknown as { _ending?: boolean; _connectionError?: boolean; connection?: { stream?: { destroyed?: boolean } } };
-  return state._ending === true || state._connectionError === true || state.connection?.stream?.destroyed === true;
-}

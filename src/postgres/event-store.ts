@@ -1,31 +1,45 @@
 import pg from 'pg';
 import { commandsAreIndependent } from './batch-independence.ts';
-import { AppendBatcher, type AppendConnection, type BatchExecution, type CommandResult, type PendingAppend } from './append-batcher.ts';
-import {
-  DuplicateEventIdError,
-  OperationTimeoutError,
-  EventStoreClosedError,
-  EventStoreDatabaseError,
-  EventStoreError,
-  InvalidInputError,
-  OperationAbortedError,
-} from './errors.ts';
-import { describe, type AppendCondition, type EventInput, type SequencedEvent } from './events.ts';
-import { Query } from './query.ts';
-import { quoteSchemaName } from './postgres/identifiers.ts';
-import { ensurePayloadIndex, migrate, schemaSql } from './postgres/migrate.ts';
-import { prepareAppend, streamPages, validateRead } from './operation-input.ts';
-import { buildReadStatement } from './postgres/read-sql.ts';
-import { PostgresSnapshotStore } from './postgres/snapshot-store.ts';
-import { executeCommand, type CommandHandler, type ExecuteOptions, type ExecuteResult } from './decisions/command-handler.ts';
-import type { StatesOf } from './decisions/decision-model.ts';
-import type { Projection } from './decisions/projection.ts';
-import type { SnapshotStore } from './decisions/snapshots.ts';
-import { HeadNotifier } from './postgres/notifier.ts';
-import { sendCancelRequest } from './postgres/cancel.ts';
-import { destroySocket } from './postgres/socket.ts';
-import { Consumer, consumerStatus, resetConsumer, type ConsumerHost, type ConsumerOptions, type ConsumerStatus, type ResetConsumerOptions } from './consumers/consumer.ts';
-import { follow, MAX_TIMER_MS, validateSubscribeOptions, type SubscribeOptions } from './subscriptions/follow.ts';
+import { AppendBatcher, type AppendConnection, type BatchExecution, type PendingAppend } from './append-batcher.ts';
+import { DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
+import { type AppendCondition } from '../append-condition.ts';
+import { type EventInput, type SequencedEvent } from '../events.ts';
+import { describe } from '../validation.ts';
+import { Query } from '../query.ts';
+import type {
+  AppendOptions,
+  AppendResult,
+  CloseOptions,
+  CommandHandler,
+  DcbEventStore,
+  ExecuteOptions,
+  ExecuteResult,
+  HeadOptions,
+  Projection,
+  ReadOptions,
+  ReadResult,
+  SnapshotStore,
+  StatesOf,
+  StreamOptions,
+  SubscribeOptions,
+} from '../store.ts';
+import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
+import { executeCommand } from '../decisions/command-handler.ts';
+import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
+import { MAX_TIMER_MS, settlesWithin } from '../util/wait.ts';
+import { quoteSchemaName } from './identifiers.ts';
+import { ensurePayloadIndex, migrate } from './migrate.ts';
+import { schemaSql } from './schema.ts';
+import { buildReadStatement } from './read-sql.ts';
+import { PostgresSnapshotStore } from './snapshot-store.ts';
+import { HeadNotifier } from './notifier.ts';
+import { sendCancelRequest } from './cancel.ts';
+import { destroyConnection, destroySocket } from './socket.ts';
+import { openPool } from './pool.ts';
+import { appendPayload, appendStatementText, toCommandResult, type AppendRow } from './append-sql.ts';
+import { isCancelled, isConnectionError, isRefusal } from './classify.ts';
+import { PostgresConsumer, consumerStatus, resetConsumer, type ConsumerHost } from './consumer.ts';
+import type { Consumer, ConsumerOptions, ConsumerStatus, ResetConsumerOptions } from './consumer-types.ts';
 
 export interface EventStoreOptions {
   /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
@@ -79,59 +93,6 @@ export interface EventStoreOptions {
   sessionConnectionString?: string;
 }
 
-export interface CloseOptions {
-  /**
-   * How long close() waits for queued and in-flight appends, running consumers and reads. After
-   * it, appends still queued fail with EventStoreClosedError (never sent), appends in flight with
-   * AppendOutcomeUnknownError, and the remaining connections are closed. Default 30000 ms.
-   */
-  timeoutMs?: number;
-}
-
-export interface ReadOptions {
-  /** Only events with a position greater than this. Default 0. */
-  after?: bigint;
-  /** At most this many events. Default: all matching events. */
-  limit?: number;
-  /** Newest first (still only events after `after`). Default false. */
-  backwards?: boolean;
-  signal?: AbortSignal;
-}
-
-export interface ReadResult<Data = unknown> {
-  events: SequencedEvent<Data>[];
-  /**
-   * The highest position in the store when the read ran, from the same snapshot as the events.
-   * Pass it as `after` of the append condition.
-   */
-  head: bigint;
-}
-
-export interface StreamOptions {
-  /** Only events with a position greater than this. Default 0. */
-  after?: bigint;
-  /** Events fetched per round trip. Default 1000. */
-  batchSize?: number;
-  signal?: AbortSignal;
-}
-
-export interface AppendOptions {
-  /**
-   * Stops waiting. A queued append is dropped (OperationAbortedError: nothing written). One in
-   * flight alone in its batch is cancelled on the server: OperationAbortedError if the cancel won,
-   * its position if the commit won. One in flight with other callers' appends is not cancelled
-   * (that would roll theirs back): the caller gets AppendOutcomeUnknownError at once.
-   */
-  signal?: AbortSignal;
-  /** This append's deadline (see `appendTimeoutMs`), for a call that must answer sooner (or may take longer). */
-  timeoutMs?: number;
-}
-
-export interface AppendResult {
-  /** Position of the last event written (or, for an idempotent retry, written originally). */
-  position: bigint;
-}
-
 interface ReadRow {
   head: string;
   position: string | null;
@@ -144,17 +105,11 @@ interface ReadRow {
   recorded_at: Date;
 }
 
-interface AppendRow {
-  r_status: number;
-  r_position: string | null;
-  r_conflict: string | null;
-}
-
 /**
  * A DCB event store on PostgreSQL. Create it with {@link EventStore.connect}; share one instance
  * per process (it batches concurrent appends); close it with {@link EventStore.close}.
  */
-export class EventStore {
+export class EventStore implements DcbEventStore {
   readonly #pool: pg.Pool;
   readonly #schema: string;
   readonly #quotedSchema: string;
@@ -260,34 +215,12 @@ export class EventStore {
     const readTimeoutMs = timeoutOption(options.readTimeoutMs, 30_000, 'readTimeoutMs');
     const connectTimeoutMs = timeoutOption(options.connectTimeoutMs, 10_000, 'connectTimeoutMs');
     const preparedStatements = options.preparedStatements ?? true;
-    // Every connection: a bounded connect, and TCP keepalives so that an idle connection whose
-    // peer vanished is noticed (busy ones are bounded by the operations' own deadlines).
-    const base = { application_name: 'dynamic-streams-eventstore', connectionTimeoutMillis: connectTimeoutMs, keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
-    const connectionConfig: pg.PoolConfig = { ...base, connectionString };
-    const sessionConfig: pg.ClientConfig = { ...base, connectionString: options.sessionConnectionString ?? connectionString };
-    const clients = new Set<pg.Client>();
-    class TrackedClient extends pg.Client {
-      constructor(config?: string | pg.ClientConfig) {
-        super(config);
-        clients.add(this);
-        this.once('end', () => clients.delete(this));
-      }
-    }
-    const pool = new pg.Pool({ ...connectionConfig, max: poolSize, Client: TrackedClient });
-    // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
-    pool.on('error', () => undefined);
-    pool.on('connect', (client) => {
-      // pg-pool takes its own 'error' listener off a client while it is checked out. A server that
-      // terminates the connection in the same packet as a query's reply makes the client emit
-      // 'error' before we release it; unheard, that would crash the process. The query itself
-      // still fails, and the pool drops the broken client on release.
-      client.on('error', () => undefined);
-      // Reads are planned for their values (a tag with 3 events and one with 3 million want
-      // different plans); a named statement would switch to a generic plan after 5 runs. A
-      // session setting, so only where sessions are ours (not behind a transaction-mode pooler,
-      // where reads are unnamed statements, planned for their values anyway). It is queued
-      // before the first statement of whoever checks the client out.
-      if (preparedStatements) client.query('SET plan_cache_mode = force_custom_plan').catch(() => undefined);
+    const { pool, sessionConfig, clients } = openPool({
+      connectionString,
+      sessionConnectionString: options.sessionConnectionString ?? connectionString,
+      poolSize,
+      connectTimeoutMs,
+      preparedStatements,
     });
 
     let explicitReadCommitted: boolean;
@@ -442,7 +375,7 @@ export class EventStore {
    */
   consumer<Data = unknown>(name: string, options: ConsumerOptions<Data>): Consumer<Data> {
     this.#assertOpen();
-    return new Consumer<Data>(this.#host, name, options);
+    return new PostgresConsumer<Data>(this.#host, name, options);
   }
 
   /** Checkpoint, lag, lease and last error of the consumer `name` (running anywhere, or not at all). */
@@ -484,7 +417,7 @@ export class EventStore {
   }
 
   /** The highest position in the store (0n when empty). */
-  async head(options: { signal?: AbortSignal } = {}): Promise<bigint> {
+  async head(options: HeadOptions = {}): Promise<bigint> {
     this.#assertOpen();
     const rows = await this.#query<{ position: string }>('head', `SELECT position FROM ${this.#quotedSchema}.head`, [], options.signal);
     return BigInt(rows[0]!.position);
@@ -657,7 +590,7 @@ export class EventStore {
   }
 
   #batchExecution(): BatchExecution {
-    const appendSql = `SELECT r_status, r_position, r_conflict FROM ${this.#quotedSchema}.append_batch($1::jsonb, $2::boolean, $3::bigint, $4::uuid[], $5::boolean)`;
+    const appendSql = appendStatementText(this.#quotedSchema);
     const scanLimit = String(this.#conditionScanLimit);
     return {
       connect: async (timeoutMs) => {
@@ -711,7 +644,7 @@ export class EventStore {
         return connection;
       },
       isConnectionError,
-      isCancelled: (error) => (error as { code?: unknown } | null)?.code === '57014',
+      isCancelled,
       isRefusal,
       toError: (error) => this.#toError(error),
     };
@@ -761,89 +694,5 @@ function timeoutOption(value: unknown, fallback: number, path: string): number {
   return value;
 }
 
-/** True when `promise` settles within `ms` (it is left to run either way). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
-/**
- * Closes a connection's socket at once (no goodbye to a peer that may be gone) and drops it from
- * its pool. Its running query, if any, fails with a connection error.
- */
-function destroyConnection(client: pg.PoolClient): void {
-  destroySocket(client);
-  try {
-    client.release(new Error('connection closed by the event store'));
-  } catch {
-    // released already
-  }
-}
 
-/**
- * The batch as the append function reads it. Each query item also carries its types and tags as
- * PostgreSQL array literals, which the function casts with a plain assignment instead of running
- * a query per item to unpack the JSON arrays. (Data inside a bound parameter, not SQL.)
- */
-function appendPayload(commands: readonly PendingAppend[]): string {
-  // Events are serialized already (when append() was called); only the conditions are left.
-  return `[${commands
-    .map(({ events, condition }) => {
-      const conditionJson = condition && {
-        after: condition.after,
-        query: {
-          ...condition.query,
-          items: condition.query.items.map((item) => ({
-            ...item,
-            ...(item.types && { types_pg: pgTextArray(item.types) }),
-            ...(item.tags && { tags_pg: pgTextArray(item.tags) }),
-          })),
-        },
-      };
-      return `{"events":[${events.map((event) => event.json).join(',')}],"condition":${JSON.stringify(conditionJson)}}`;
-    })
-    .join(',')}]`;
-}
-
-/** A text[] literal: every element double-quoted, with `"` and `\` escaped. */
-function pgTextArray(values: readonly string[]): string {
-  return `{${values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
-}
-
-function toCommandResult(row: AppendRow): CommandResult {
-  switch (row.r_status) {
-    case 0:
-      return { status: 'appended', position: BigInt(row.r_position!) };
-    case 3:
-      return { status: 'already-appended', position: BigInt(row.r_position!) };
-    case 1:
-      return { status: 'condition-failed', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
-    case 2:
-      return { status: 'duplicate-id', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
-    default:
-      return { status: 'unknown', code: row.r_status };
-  }
-}
-
-/** Errors after which we cannot know whether a statement sent before committed. */
-function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') {
-    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
-    // 53300: too many connections right now; the rest: the network or DNS, for a moment.
-    if (code === '53300') return true;
-    if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(code)) return true;
-  }
-  const message = (error as Error | null)?.message ?? '';
-  return /Connection terminated|connection is closed|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message);
-}
-
-/** An ErrorResponse of severity ERROR from the server: the statement (and its transaction) rolled back. */
-function isRefusal(error: unknown): boolean {
-  return error instanceof pg.DatabaseError && error.severity === 'ERROR';
-}
