@@ -31,7 +31,7 @@ export { AppendConditionFailedError, RetriesExhaustedError, isAppendConditionFai
 export { DuplicateEventIdError, EmbeddedPostgresError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, MigrationError, OperationAbortedError, ConsumerFailedError, CheckpointAheadError, ConsumerRunningError, AppendOutcomeUnknownError, EventStoreOverloadedError, OperationTimeoutError, isEventStoreError } from './errors.ts';
 export type { EventStoreErrorCode } from './errors.ts';
 export { startEmbeddedPostgres } from './postgres/embedded.ts';
-export type { EmbeddedPostgresOptions, EmbeddedPostgresServer } from './postgres/embedded.ts';
+export type { EmbeddedPostgresOptions, EmbeddedPostgresServer, EmbeddedPostgresStandby } from './postgres/embedded.ts';
 export { schemaSql } from './postgres/schema.ts';
 export { defineProjection } from './decisions/projection.ts';
 export type { EventMap, ProjectionDefinition, ProjectionHandlers } from './decisions/projection.ts';
