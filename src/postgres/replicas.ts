@@ -121,7 +121,11 @@ export class ReplicaSet {
     const deadline = Date.now() + this.#settings.waitMs;
     while (Date.now() < deadline && !signal?.aborted) {
       await pause(Math.min(WAIT_POLL_MS, deadline - Date.now()), signal);
-      await Promise.all(this.replicas.filter((replica) => !replica.down).map((replica) => this.#checkHead(replica, Math.max(1, deadline - Date.now()))));
+      // The checks run to their own bound and only the wait gives up on them: a check cut short
+      // by the end of this wait says nothing about the replica (it must not mark it down).
+      const timeoutMs = Math.max(this.#settings.checkIntervalMs, this.#settings.connectTimeoutMs);
+      const checks = Promise.all(this.replicas.filter((replica) => !replica.down).map((replica) => this.#checkHead(replica, timeoutMs)));
+      await Promise.race([checks, pause(Math.max(0, deadline - Date.now()), signal)]);
       const again = this.#pick(wanted);
       if (again.replica) return again.replica;
       if (again.reason !== 'behind') {
