@@ -503,7 +503,12 @@ export class EventStore implements DcbEventStore {
   /** The highest position in the store (0n when empty). */
   async head(options: HeadOptions = {}): Promise<bigint> {
     this.#assertOpen();
-    const rows = await this.#query<{ position: string }>('head', `SELECT position FROM ${this.#quotedSchema}.head`, [], options.signal);
+    return this.#readHead('head', options.signal);
+  }
+
+  /** The head on the primary, or on a replica's pool. */
+  async #readHead(operation: string, signal: AbortSignal | undefined, target?: Target): Promise<bigint> {
+    const rows = await this.#query<{ position: string }>(operation, `SELECT position FROM ${this.#quotedSchema}.head`, [], signal, undefined, target);
     return BigInt(rows[0]!.position);
   }
 
@@ -567,14 +572,10 @@ export class EventStore implements DcbEventStore {
   }
 
   #replicaProbes(): ReplicaProbes {
-    const headSql = `SELECT position FROM ${this.#quotedSchema}.head`;
     const signalFor = (timeoutMs: number): AbortSignal => AbortSignal.any([AbortSignal.timeout(timeoutMs), this.#closedController.signal]);
     return {
-      replicaHead: async (replica, timeoutMs) => {
-        const rows = await this.#query<{ position: string }>('replica head', headSql, [], signalFor(timeoutMs), undefined, { pool: replica.pool, replica });
-        return BigInt(rows[0]!.position);
-      },
-      primaryHead: async (timeoutMs) => BigInt((await this.#query<{ position: string }>('head', headSql, [], signalFor(timeoutMs)))[0]!.position),
+      replicaHead: (replica, timeoutMs) => this.#readHead('replica head', signalFor(timeoutMs), { pool: replica.pool, replica }),
+      primaryHead: (timeoutMs) => this.#readHead('head', signalFor(timeoutMs)),
       fellBack: (replica, reason, error) => {
         // 'behind' is the normal price of { atLeast } right after an append: debug, not warn.
         this.#log.write(reason === 'behind' ? 'debug' : 'warn', { reason, ...(replica && { replica: replica.name }), ...(error !== undefined && errorFields(error)) }, `read went to the primary instead of a replica (${reason})`);

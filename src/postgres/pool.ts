@@ -19,8 +19,6 @@ export interface StorePool {
   sessionConfig: pg.ClientConfig;
   /** Every client of the pool, also those still connecting or saying goodbye. */
   clients: Set<pg.Client>;
-  host: string | undefined;
-  port: number | undefined;
 }
 
 export function openPool(settings: PoolSettings): StorePool {
@@ -53,8 +51,7 @@ export function openPool(settings: PoolSettings): StorePool {
     // before the first statement of whoever checks the client out.
     if (settings.preparedStatements) client.query('SET plan_cache_mode = force_custom_plan').catch(() => undefined);
   });
-  const { host, port } = serverOf(settings.connectionString);
-  return { pool, sessionConfig, clients, host, port };
+  return { pool, sessionConfig, clients };
 }
 
 /** Host and port of a connection string, for telemetry and logs (never the credentials). */
