@@ -94,3 +94,15 @@ export function normalizeEvent(input: EventInput, path: string, now: Date): Norm
   const json = JSON.stringify({ id, type, tags, data: input.data, metadata, occurred_at });
   return { id, type, tags, data: input.data, metadata, occurred_at, json };
 }
+
+/**
+ * The event with one more metadata entry, unless its metadata has that key already (or is not a
+ * plain object: a toJSON decides what is stored then). Used for the trace context.
+ */
+export function withMetadataEntry(event: NormalizedEvent, key: string, value: string): NormalizedEvent {
+  const metadata = event.metadata as Record<string, unknown>;
+  if (Object.hasOwn(metadata, key) || typeof metadata.toJSON === 'function') return event;
+  const extended = { ...metadata, [key]: value };
+  const json = JSON.stringify({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: extended, occurred_at: event.occurred_at });
+  return { ...event, metadata: extended, json };
+}

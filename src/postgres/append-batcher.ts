@@ -15,6 +15,16 @@ export interface PendingAppend {
   signal: AbortSignal | undefined;
   /** This append's deadline; default the store's appendTimeoutMs. */
   timeoutMs?: number | undefined;
+  /** Filled in with how the answer came about, for telemetry. */
+  report?: AppendReport | undefined;
+}
+
+/** How an append's answer came about. */
+export interface AppendReport {
+  /** How many appends shared the database call that answered it. */
+  batchCommands?: number;
+  /** Its events were stored already by an identical earlier call. */
+  idempotent?: boolean;
 }
 
 /** The batcher's record of a pending append. */
@@ -79,6 +89,8 @@ export interface BatchExecution {
   isRefusal(error: unknown): boolean;
   /** Turns a driver error into the error a caller sees. */
   toError(error: unknown): EventStoreError;
+  /** A database call answered for this many commands (telemetry). */
+  answered?(commands: number): void;
 }
 
 export interface BatcherLimits {
@@ -381,6 +393,8 @@ export class AppendBatcher {
       }
 
       if (results) {
+        this.#execution.answered?.(live.length);
+        for (const command of live) if (command.report) command.report.batchCommands = live.length;
         live.forEach((command, index) => this.#deliver(command, results[index]));
         return;
       }
@@ -459,6 +473,7 @@ export class AppendBatcher {
       if (!result) {
         command.reject(this.#unknown(command, 'the append function returned fewer results than commands'));
       } else if (result.status === 'appended' || result.status === 'already-appended') {
+        if (command.report && result.status === 'already-appended') command.report.idempotent = true;
         command.resolve(result.position);
       } else if (result.status === 'condition-failed') {
         command.reject(new AppendConditionFailedError(command.callerCondition!, result.conflict));

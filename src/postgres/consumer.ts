@@ -13,6 +13,7 @@ import type { Consumer, ConsumerContext, ConsumerOptions, ConsumerStatus, Consum
 import { destroySocket } from './socket.ts';
 import { isConnectionLost } from './classify.ts';
 import { errorFields, type StoreLog } from '../telemetry/log.ts';
+import type { Telemetry } from '../telemetry/otel.ts';
 
 /** What a consumer needs from its store: what a subscription needs, and more. */
 export interface ConsumerHost extends FollowSource {
@@ -30,6 +31,8 @@ export interface ConsumerHost extends FollowSource {
    */
   trackRun<T>(running: Promise<T>, forceStop: () => void): Promise<T>;
   log: StoreLog;
+  /** Spans of handled events and the lag gauge; undefined without telemetry. */
+  readonly telemetry: Telemetry | undefined;
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
@@ -206,6 +209,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
     }
     let cursor = checkpoint; // read up to here; checkpoint <= cursor
     let lastIdleSave = 0;
+    const untrack = this.#host.telemetry?.trackConsumer(this.name, () => checkpoint);
     try {
       while (!signal.aborted) {
         let result: ReadResult<Data>;
@@ -233,6 +237,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
         await this.#host.waitForAppend(cursor, mark, this.#pollIntervalMs, signal, this.#consistency);
       }
     } finally {
+      untrack?.();
       // A clean stop: show it and give the lease back (ending the session would also release it).
       await session
         .query(`UPDATE ${table} SET status = CASE WHEN status = 'failed' THEN status ELSE 'idle' END, updated_at = now() WHERE name = $1 AND owner = $2`, [this.name, this.#instanceId])
@@ -348,7 +353,9 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   /** The handler, bounded by handlerTimeoutMs (see there). */
   async #callHandler(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const running = Promise.resolve().then(() => this.#handle(event, context));
+    const telemetry = this.#host.telemetry;
+    const call = async (): Promise<void> => this.#handle(event, context);
+    const running = Promise.resolve().then(() => (telemetry ? telemetry.handle(this.name, event.position, event.metadata, call) : call()));
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new HandlerTimeoutError(`handler of consumer "${this.name}" did not finish within ${this.#handlerTimeoutMs} ms (event at position ${event.position})`)), this.#handlerTimeoutMs);
     });

@@ -1,9 +1,9 @@
 import pg from 'pg';
 import { commandsAreIndependent } from './batch-independence.ts';
-import { AppendBatcher, type AppendConnection, type BatchExecution, type PendingAppend } from './append-batcher.ts';
-import { DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
-import { type AppendCondition } from '../append-condition.ts';
-import { type EventInput, type SequencedEvent } from '../events.ts';
+import { AppendBatcher, type AppendConnection, type AppendReport, type BatchExecution, type PendingAppend } from './append-batcher.ts';
+import { AppendOutcomeUnknownError, DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
+import type { AppendCondition } from '../append-condition.ts';
+import { withMetadataEntry, type EventInput, type NormalizedEvent, type SequencedEvent } from '../events.ts';
 import { atLeastConsistency, describe, validateConsistency } from '../validation.ts';
 import { Query } from '../query.ts';
 import type {
@@ -36,9 +36,13 @@ import { PostgresSnapshotStore } from './snapshot-store.ts';
 import { HeadNotifier } from './notifier.ts';
 import { sendCancelRequest } from './cancel.ts';
 import { destroyConnection, destroySocket } from './socket.ts';
-import { openPool } from './pool.ts';
+import { openPool, serverOf } from './pool.ts';
 import { ReplicaSet, type Replica, type ReplicaProbes, type ReplicaSettings } from './replicas.ts';
 import { StoreLog, errorFields, isLogger, type Logger } from '../telemetry/log.ts';
+import { loadTelemetry, type AppendSpan, type PoolState, type ReadTarget, type Telemetry, type TelemetrySources } from '../telemetry/otel.ts';
+import type { TelemetryOptions } from '../telemetry/options.ts';
+import { TRACEPARENT_KEY, type AppendOutcome } from '../telemetry/names.ts';
+import { AppendConditionFailedError, RetriesExhaustedError } from '../append-condition.ts';
 import { appendPayload, appendStatementText, toCommandResult, type AppendRow } from './append-sql.ts';
 import { isCancelled, isConnectionError, isRefusal } from './classify.ts';
 import { PostgresConsumer, consumerStatus, resetConsumer, type ConsumerHost } from './consumer.ts';
@@ -116,6 +120,18 @@ export interface EventStoreOptions {
   logger?: Logger;
   /** Operations slower than this are logged (warn). Default 1000 ms; 0 turns it off. */
   slowOperationMs?: number;
+  /**
+   * OpenTelemetry spans and metrics (see the README's Observability section). Default: the global
+   * tracer and meter providers when `@opentelemetry/api` is installed (a service that starts
+   * `@opentelemetry/sdk-node` gets everything); `false` turns it off.
+   */
+  telemetry?: TelemetryOptions;
+  /**
+   * `append` stores the W3C `traceparent` of its span in each event's metadata (key
+   * `traceparent`) unless the event has one already, so that consumers' spans continue the
+   * trace. Only when telemetry is on and a trace is active. Default true.
+   */
+  propagateTraceContext?: boolean;
 }
 
 interface ReadRow {
@@ -164,6 +180,12 @@ export class EventStore implements DcbEventStore {
   readonly #replicas: ReplicaSet | undefined;
   readonly #log: StoreLog;
   readonly #slowOperationMs: number;
+  /** Undefined without telemetry (off, or @opentelemetry/api not installed). Set by connect(). */
+  #telemetry: Telemetry | undefined;
+  readonly #propagateTraceContext: boolean;
+  readonly #server: { host: string | undefined; port: number | undefined; database: string | undefined };
+  /** The highest head seen (appends, reads), for the consumer lag gauge. */
+  #knownHead = 0n;
 
   private constructor(pool: pg.Pool, schema: string, settings: ConnectionSettings, options: EventStoreOptions) {
     this.#pool = pool;
@@ -187,13 +209,16 @@ export class EventStore implements DcbEventStore {
     this.#log = settings.log;
     this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema, this.#log);
     this.#slowOperationMs = settings.slowOperationMs;
+    this.#propagateTraceContext = options.propagateTraceContext ?? true;
+    this.#server = settings.server;
     this.#replicas = settings.replicaSettings && new ReplicaSet(settings.replicaSettings, this.#replicaProbes());
     const isClosed = (): boolean => this.#closed;
+    const telemetryOf = (): Telemetry | undefined => this.#telemetry;
     this.#host = {
       schema: this.#schema,
       quotedSchema: this.#quotedSchema,
       connectionConfig: this.#connectionConfig,
-      read: (query, options) => this.read(query, options),
+      read: (query, options) => this.#read(query, options, 'subscribe', false),
       head: (options) => this.head(options),
       query: (operation, text, values, signal) => this.#query(operation, text, values, signal),
       mark: () => this.#notifier.mark(),
@@ -214,6 +239,9 @@ export class EventStore implements DcbEventStore {
       // A read past readTimeoutMs (a silent connection, an overloaded server) is retried like a
       // lost connection: a subscription or consumer must outlast it, not end with it.
       isTransient: (error) => this.#isTransient(error),
+      get telemetry() {
+        return telemetryOf();
+      },
     };
     this.#snapshots = new PostgresSnapshotStore(this.#quotedSchema, (operation, text, values, signal) => this.#query(operation, text, values, signal));
   }
@@ -257,6 +285,8 @@ export class EventStore implements DcbEventStore {
     const replicaCheckIntervalMs = timeoutOption(options.replicaCheckIntervalMs, 1000, 'replicaCheckIntervalMs');
     const slowOperationMs = options.slowOperationMs === 0 ? 0 : timeoutOption(options.slowOperationMs, 1000, 'slowOperationMs');
     if (options.logger !== undefined && !isLogger(options.logger)) throw new InvalidInputError('logger', `must have debug, info, warn and error methods (pino, or console), got ${describe(options.logger)}`);
+    validateTelemetryOption(options.telemetry);
+    if (options.propagateTraceContext !== undefined && typeof options.propagateTraceContext !== 'boolean') throw new InvalidInputError('propagateTraceContext', `must be a boolean, got ${describe(options.propagateTraceContext)}`);
     const log = new StoreLog(options.logger, { schema });
     const { pool, sessionConfig, clients } = openPool({
       connectionString,
@@ -292,7 +322,15 @@ export class EventStore implements DcbEventStore {
     const replicaSettings: ReplicaSettings | undefined = replicaUrls.length === 0
       ? undefined
       : { connectionStrings: replicaUrls, poolSize, connectTimeoutMs, preparedStatements, maxLag: maxReplicaLag, waitMs: replicaWaitMs, checkIntervalMs: replicaCheckIntervalMs, clients };
-    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs }, options);
+    const server = serverOf(connectionString);
+    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs, server }, options);
+    try {
+      store.#telemetry = await loadTelemetry(options.telemetry, { schema, ...server }, store.#telemetrySources());
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    if (store.#telemetry) log.traceFields = store.#telemetry.traceFields;
     // Knows every replica's head before the first read (one that does not answer starts as down).
     await store.#replicas?.start();
     return store;
@@ -322,17 +360,31 @@ export class EventStore implements DcbEventStore {
     const internalCondition: PendingAppend['condition'] = condition === undefined
       ? null
       : { query: condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() };
-    const normalized = prepared.events;
+    let normalized = prepared.events;
     const timeoutMs = options.timeoutMs === undefined ? this.#appendTimeoutMs : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
+    const span = this.#telemetry?.startAppend(normalized.length, condition !== undefined);
+    let report: AppendReport | undefined;
+    if (span) {
+      report = {};
+      if (this.#propagateTraceContext) normalized = withTraceparent(normalized, span);
+    }
     let position: bigint;
     try {
-      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs });
+      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs, report });
+      this.#observeHead(position);
       this.#replicas?.observePrimaryHead(position);
-    } catch (error) {
-      if (error instanceof DuplicateEventIdError) throw await this.#clashingIds(error, timeoutMs - (Date.now() - startedAt));
+    } catch (caught) {
+      let error = caught;
+      if (error instanceof DuplicateEventIdError) error = await this.#clashingIds(error, timeoutMs - (Date.now() - startedAt));
+      span?.end(appendOutcomeOf(error), { batchCommands: report?.batchCommands, error });
       throw error;
     }
+    span?.end(report?.idempotent ? 'idempotent' : 'appended', { position, batchCommands: report?.batchCommands });
     return { position };
+  }
+
+  #observeHead(head: bigint): void {
+    if (head > this.#knownHead) this.#knownHead = head;
   }
 
   /** The error with only the ids that are stored already (the batch only says "some are"). */
@@ -357,30 +409,44 @@ export class EventStore implements DcbEventStore {
    * const { events, head } = await store.read(Query.of(QueryItem.types('ReaderRegistered').tags('reader:r1')));
    * const last = (await store.read(query, { backwards: true, limit: 1 })).events[0];
    */
-  async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
+  read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
+    return this.#read<Data>(query, options, 'read', true);
+  }
+
+  /** read(), and the pages of stream, subscriptions and consumers: traced only for read() itself. */
+  async #read<Data>(query: Query, options: ReadOptions, operation: 'read' | 'stream' | 'subscribe', traced: boolean): Promise<ReadResult<Data>> {
     this.#assertOpen();
     const { after, limit, backwards } = validateRead(query, options);
     const consistency = validateConsistency(options.consistency, 'consistency');
     const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards });
     const name = this.#statementName(statement.text);
+    const span = this.#telemetry?.startRead(operation, consistency, traced);
     let rows: ReadRow[] | undefined;
-    const replica = consistency !== 'strong' && this.#replicas ? await this.#replicas.choose(consistency, options.signal) : undefined;
-    if (replica) {
-      try {
-        rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name, { pool: replica.pool, replica });
-        this.#replicas!.observeReplicaHead(replica, BigInt(rows[0]!.head));
-      } catch (error) {
-        if (error instanceof OperationAbortedError || error instanceof EventStoreClosedError) throw error;
-        // Never the caller's problem: the primary has every event the replica has.
-        this.#replicas!.failed(replica, error, this.#isTransient(error));
-        rows = undefined;
+    let answeredBy: Replica | undefined;
+    try {
+      const replica = consistency !== 'strong' && this.#replicas ? await this.#replicas.choose(consistency, options.signal) : undefined;
+      if (replica) {
+        try {
+          rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name, { pool: replica.pool, replica });
+          this.#replicas!.observeReplicaHead(replica, BigInt(rows[0]!.head));
+          answeredBy = replica;
+        } catch (error) {
+          if (error instanceof OperationAbortedError || error instanceof EventStoreClosedError) throw error;
+          // Never the caller's problem: the primary has every event the replica has.
+          this.#replicas!.failed(replica, error, this.#isTransient(error));
+          rows = undefined;
+        }
       }
-    }
-    if (rows === undefined) {
-      rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name);
-      this.#replicas?.observePrimaryHead(BigInt(rows[0]!.head));
+      if (rows === undefined) {
+        rows = await this.#query<ReadRow>('read', statement.text, statement.values, options.signal, name);
+        this.#replicas?.observePrimaryHead(BigInt(rows[0]!.head));
+      }
+    } catch (error) {
+      span?.fail(error);
+      throw error;
     }
     const head = BigInt(rows[0]!.head);
+    this.#observeHead(head);
     const events: SequencedEvent<Data>[] = [];
     for (const row of rows) {
       if (row.position === null) continue;
@@ -395,6 +461,7 @@ export class EventStore implements DcbEventStore {
         recordedAt: row.recorded_at,
       });
     }
+    span?.end(events.length, head, answeredBy ? { replica: answeredBy.name, host: answeredBy.host, port: answeredBy.port } : PRIMARY_TARGET);
     return { events, head };
   }
 
@@ -412,16 +479,34 @@ export class EventStore implements DcbEventStore {
     // Every page at least at the first page's head: a later page on a replica further behind
     // would end the stream before the head the first one promised.
     let first: bigint | undefined;
-    yield* streamPages<Data>(
-      async (from, limit, signal) => {
-        const where = consistency === 'strong' ? consistency : first === undefined ? consistency : atLeastConsistency(consistency, first);
-        const result = await this.read<Data>(query, { after: from, limit, ...(signal && { signal }), ...(where !== 'strong' && { consistency: where }) });
-        first ??= result.head;
-        return result;
-      },
-      query,
-      options,
-    );
+    const readPage = async (from: bigint, limit: number, signal: AbortSignal | undefined): Promise<ReadResult<Data>> => {
+      const where = consistency === 'strong' ? consistency : first === undefined ? consistency : atLeastConsistency(consistency, first);
+      const result = await this.#read<Data>(query, { after: from, limit, ...(signal && { signal }), ...(where !== 'strong' && { consistency: where }) }, 'stream', false);
+      first ??= result.head;
+      return result;
+    };
+    const pages = streamPages<Data>(readPage, query, options);
+    const span = this.#telemetry?.startStream(consistency);
+    if (!span) {
+      yield* pages;
+      return;
+    }
+    // One span for the whole iteration, however long the caller takes between events.
+    let failure: unknown;
+    try {
+      for (;;) {
+        const next = await span.page(() => pages.next());
+        if (next.done) return;
+        span.yielded();
+        yield next.value;
+      }
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      await pages.return(undefined);
+      span.end(failure, first);
+    }
   }
 
   /**
@@ -492,7 +577,9 @@ export class EventStore implements DcbEventStore {
     options?: ExecuteOptions,
   ): Promise<ExecuteResult<StatesOf<Projections>, Event>> {
     if (this.#closed) return Promise.reject(new EventStoreClosedError());
-    return executeCommand(this, handler, command, options);
+    const telemetry = this.#telemetry;
+    if (!telemetry) return executeCommand(this, handler, command, options);
+    return telemetry.execute(() => executeCommand(this, handler, command, options), (error) => (error instanceof RetriesExhaustedError ? error.attempts : undefined));
   }
 
   /** Snapshots of decision-model projections, in `<schema>.snapshots`. */
@@ -533,6 +620,7 @@ export class EventStore implements DcbEventStore {
     // Every caller waits for the same drain, so a second close() cannot return early.
     this.#closing ??= (async () => {
       this.#closed = true;
+      this.#telemetry?.close();
       this.#closedController.abort(new EventStoreClosedError());
       const deadline = Date.now() + timeoutMs;
       const finished = await settlesWithin(Promise.all([this.#notifier.close(), Promise.allSettled([...this.#runs.keys()]), this.#batcher.drained()]), deadline - Date.now());
@@ -577,6 +665,7 @@ export class EventStore implements DcbEventStore {
       replicaHead: (replica, timeoutMs) => this.#readHead('replica head', signalFor(timeoutMs), { pool: replica.pool, replica }),
       primaryHead: (timeoutMs) => this.#readHead('head', signalFor(timeoutMs)),
       fellBack: (replica, reason, error) => {
+        this.#telemetry?.replicaFellBack(reason);
         // 'behind' is the normal price of { atLeast } right after an append: debug, not warn.
         this.#log.write(reason === 'behind' ? 'debug' : 'warn', { reason, ...(replica && { replica: replica.name }), ...(error !== undefined && errorFields(error)) }, `read went to the primary instead of a replica (${reason})`);
       },
@@ -584,6 +673,15 @@ export class EventStore implements DcbEventStore {
         if (down) this.#log.warn({ replica: replica.name, ...(error !== undefined && errorFields(error)) }, `replica ${replica.name} is not answering; reads go elsewhere until it does`);
         else this.#log.info({ replica: replica.name }, `replica ${replica.name} is answering again`);
       },
+    };
+  }
+
+  #telemetrySources(): TelemetrySources {
+    const stateOf = (name: string, pool: pg.Pool): PoolState => ({ pool: name, idle: pool.idleCount, used: pool.totalCount - pool.idleCount, waiting: pool.waitingCount });
+    return {
+      pools: () => [stateOf('primary', this.#pool), ...(this.#replicas?.replicas.map((replica) => stateOf(replica.name, replica.pool)) ?? [])],
+      replicaLags: () => this.#replicas?.lags() ?? [],
+      knownHead: () => (this.#notifier.latestHead > this.#knownHead ? this.#notifier.latestHead : this.#knownHead),
     };
   }
 
@@ -772,6 +870,7 @@ export class EventStore implements DcbEventStore {
       isCancelled,
       isRefusal,
       toError: (error) => this.#toError(error),
+      answered: (commands) => this.#telemetry?.batchSent(commands),
     };
   }
 
@@ -795,6 +894,39 @@ export class EventStore implements DcbEventStore {
   }
 }
 
+const PRIMARY_TARGET: ReadTarget = { replica: undefined, host: undefined, port: undefined };
+
+/** What an append's error says about its outcome (telemetry's `eventstore.append.outcome`). */
+function appendOutcomeOf(error: unknown): AppendOutcome {
+  if (error instanceof AppendConditionFailedError) return 'condition_failed';
+  if (error instanceof DuplicateEventIdError) return 'duplicate_id';
+  if (error instanceof AppendOutcomeUnknownError) return 'unknown';
+  // Every other error of append means nothing was written (see the README's Guarantees).
+  return 'aborted';
+}
+
+/**
+ * The events with the append span's W3C traceparent in their metadata, where the caller has not
+ * set one. Nothing changes without an active trace.
+ */
+function withTraceparent(events: NormalizedEvent[], span: AppendSpan): NormalizedEvent[] {
+  const traceparent = span.traceparent();
+  if (traceparent === undefined) return events;
+  return events.map((event) => withMetadataEntry(event, TRACEPARENT_KEY, traceparent));
+}
+
+function validateTelemetryOption(value: unknown): void {
+  if (value === undefined || value === false) return;
+  if (value === null || typeof value !== 'object') throw new InvalidInputError('telemetry', `must be false or { tracerProvider?, meterProvider? }, got ${describe(value)}`);
+  const { tracerProvider, meterProvider } = value as Record<string, unknown>;
+  if (tracerProvider !== undefined && typeof (tracerProvider as { getTracer?: unknown } | null)?.getTracer !== 'function') {
+    throw new InvalidInputError('telemetry.tracerProvider', `must be an OpenTelemetry TracerProvider (with getTracer), got ${describe(tracerProvider)}`);
+  }
+  if (meterProvider !== undefined && typeof (meterProvider as { getMeter?: unknown } | null)?.getMeter !== 'function') {
+    throw new InvalidInputError('telemetry.meterProvider', `must be an OpenTelemetry MeterProvider (with getMeter), got ${describe(meterProvider)}`);
+  }
+}
+
 /** How soon a reader on a replica that trails the announced head looks again. */
 const REPLICA_CATCH_UP_POLL_MS = 20;
 
@@ -815,6 +947,7 @@ interface ConnectionSettings {
   replicaSettings: ReplicaSettings | undefined;
   log: StoreLog;
   slowOperationMs: number;
+  server: { host: string | undefined; port: number | undefined; database: string | undefined };
 }
 
 /** A pool a statement runs on: the primary's, or a replica's. */

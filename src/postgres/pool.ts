@@ -54,14 +54,15 @@ export function openPool(settings: PoolSettings): StorePool {
   return { pool, sessionConfig, clients };
 }
 
-/** Host and port of a connection string, for telemetry and logs (never the credentials). */
-export function serverOf(connectionString: string): { host: string | undefined; port: number | undefined } {
+/** Host, port and database of a connection string, for telemetry and logs (never the credentials). */
+export function serverOf(connectionString: string): { host: string | undefined; port: number | undefined; database: string | undefined } {
   try {
     const url = new URL(connectionString);
     const host = url.hostname === '' ? undefined : url.hostname;
-    return { host, port: url.port === '' ? 5432 : Number(url.port) };
+    const path = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    return { host, port: url.port === '' ? 5432 : Number(url.port), database: path === '' ? undefined : path };
   } catch {
     // key=value form or a socket path: pg understands it; telemetry goes without
-    return { host: undefined, port: undefined };
+    return { host: undefined, port: undefined, database: undefined };
   }
 }

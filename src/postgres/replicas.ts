@@ -26,6 +26,8 @@ export interface ReplicaSettings {
 export interface Replica {
   /** `host:port`, for telemetry and logs (never the credentials). */
   readonly name: string;
+  readonly host: string | undefined;
+  readonly port: number | undefined;
   readonly pool: pg.Pool;
   /** The highest head seen on it. */
   head: bigint | undefined;
@@ -63,7 +65,7 @@ export class ReplicaSet {
     this.replicas = settings.connectionStrings.map((connectionString) => {
       const { pool } = openPool({ connectionString, sessionConnectionString: connectionString, poolSize: settings.poolSize, connectTimeoutMs: settings.connectTimeoutMs, preparedStatements: settings.preparedStatements, clients: settings.clients });
       const { host, port } = serverOf(connectionString);
-      return { name: host === undefined ? 'replica' : `${host}:${port}`, pool, head: undefined, down: false };
+      return { name: host === undefined ? 'replica' : `${host}:${port}`, host, port, pool, head: undefined, down: false };
     });
   }
 

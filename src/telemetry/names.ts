@@ -42,6 +42,9 @@ export const ATTRIBUTE = {
   executeAttempts: 'eventstore.execute.attempts',
   consumerName: 'eventstore.consumer.name',
   poolState: 'state',
+  poolName: 'db.client.connection.pool.name',
+  replica: 'eventstore.replica',
+  fallbackReason: 'eventstore.replica.fallback_reason',
 } as const;
 
 export type AppendOutcome = 'appended' | 'condition_failed' | 'idempotent' | 'duplicate_id' | 'aborted' | 'unknown';

@@ -1,3 +1,4 @@
+import { TRACEPARENT_KEY } from '../telemetry/names.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { executeCommand } from '../decisions/command-handler.ts';
 import { validateSnapshot, validateSnapshotKey } from '../decisions/snapshots.ts';
@@ -73,7 +74,7 @@ export class InMemoryEventStore implements DcbEventStore {
         if (position === undefined) return false;
         const original = this.#events[Number(position) - 1]!;
         const event = stored[index]!;
-        return original.type === event.type && isDeepStrictEqual(original.tags, event.tags) && isDeepStrictEqual(original.data, event.data) && isDeepStrictEqual(original.metadata, event.metadata);
+        return original.type === event.type && isDeepStrictEqual(original.tags, event.tags) && isDeepStrictEqual(original.data, event.data) && isDeepStrictEqual(withoutTraceContext(original.metadata), withoutTraceContext(event.metadata));
       });
       const last = existing.reduce<bigint>((max, position) => (position !== undefined && position > max ? position : max), 0n);
       if (same) return { position: last };
@@ -220,4 +221,11 @@ function mapKey(key: SnapshotKey): string {
 function jsonCopy(value: unknown): unknown {
   const text = JSON.stringify(value);
   return text === undefined ? undefined : JSON.parse(text);
+}
+
+/** Metadata as compared for an idempotent retry: the trace context says who wrote it, not what was written. */
+function withoutTraceContext(metadata: Record<string, unknown>): Record<string, unknown> {
+  if (!Object.hasOwn(metadata, TRACEPARENT_KEY)) return metadata;
+  const { [TRACEPARENT_KEY]: _traceparent, ...rest } = metadata;
+  return rest;
 }

@@ -658,6 +658,17 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         assert.equal(await store.head(), 1n);
       }));
 
+      test('a retry whose metadata differs only in its traceparent (another trace) is the same append; the stored trace context stays', withStore(async (store) => {
+        const id = randomUUID();
+        const first = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+        await store.append({ id, type: 'Retried', data: 1, metadata: { by: 'test', traceparent: first } });
+        assert.deepEqual(await store.append({ id, type: 'Retried', data: 1, metadata: { by: 'test', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' } }), { position: 1n });
+        assert.deepEqual(await store.append({ id, type: 'Retried', data: 1, metadata: { by: 'test' } }), { position: 1n });
+        const { events } = await store.read(Query.all());
+        assert.deepEqual(events.map((stored) => stored.metadata), [{ by: 'test', traceparent: first }]);
+        await assert.rejects(store.append({ id, type: 'Retried', data: 1, metadata: { by: 'someone else', traceparent: first } }), DuplicateEventIdError);
+      }));
+
       test('a retry carrying its original condition returns the original position (the condition would now fail on its own events)', withStore(async (store) => {
         const batch = batchOf();
         const condition: AppendCondition = { failIfEventsMatch: Query.of(QueryItem.tags('retry:a')) };
