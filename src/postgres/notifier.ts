@@ -97,14 +97,15 @@ export class HeadNotifier {
     const client = new pg.Client(this.#config);
     this.#all.add(client);
     client.once('end', () => this.#all.delete(client));
-    const lost = (): void => {
+    const lost = (error?: unknown): void => {
       if (this.#client !== client) return;
       this.#client = undefined;
+      if (!this.#closed) this.#log?.warn(error instanceof Error ? errorFields(error) : {}, 'the LISTEN connection that wakes subscriptions was lost; they poll until it is back');
       client.end().catch(() => undefined);
       this.#scheduleReconnect();
     };
     client.on('error', lost);
-    client.on('end', lost);
+    client.on('end', () => lost());
     client.on('notification', (message) => {
       if (message.channel !== this.#channel.slice(1, -1) || message.payload === undefined) return;
       let head: bigint;

@@ -17,6 +17,8 @@ import {
 import { InMemoryEventStore } from '../../src/testing/index.ts';
 import { keepEventLoopAliveDuringTests, uniqueSchemaName } from '../helpers.ts';
 import { recordingLogger, startReplication, type Replication } from './fixtures/replication.ts';
+import { recordTelemetry } from './fixtures/otel.ts';
+import { ATTRIBUTE, METRIC, SPAN } from '../../src/telemetry/names.ts';
 
 keepEventLoopAliveDuringTests();
 const SUITE = { timeout: 180_000 };
@@ -109,6 +111,50 @@ describe('read replicas', SUITE, () => {
       }
     } finally {
       await close();
+    }
+  });
+
+  test('telemetry: read spans say whether a replica answered (and which), the replica lag gauge and the fallbacks counter by reason', async () => {
+    const otel = recordTelemetry({ global: false });
+    const { store, close } = await replicatedStore({ telemetry: { tracerProvider: otel.tracerProvider, meterProvider: otel.meterProvider }, maxReplicaLag: 2 });
+    const standby = new URL(replication.standby.connectionString);
+    const primary = new URL(replication.primary.connectionString);
+    try {
+      await store.append(happened(1));
+      await replication.standby.waitForReplay();
+      otel.reset();
+      await store.read(all, { consistency: 'eventual' });
+      await store.read(all);
+      const [onReplica, onPrimary] = otel.spans().filter((span) => span.name === SPAN.read);
+      assert.equal(onReplica!.attributes[ATTRIBUTE.readReplica], true);
+      assert.equal(onReplica!.attributes[ATTRIBUTE.readConsistency], 'eventual');
+      assert.equal(onReplica!.attributes[ATTRIBUTE.serverPort], Number(standby.port));
+      assert.equal(onPrimary!.attributes[ATTRIBUTE.readReplica], false);
+      assert.equal(onPrimary!.attributes[ATTRIBUTE.serverPort], Number(primary.port));
+
+      await replication.pauseReplay();
+      try {
+        await store.append([happened(2), happened(3), happened(4)]);
+        const lagging = await store.read(all, { consistency: 'eventual' });
+        assert.equal(lagging.head, 4n, 'the primary answered');
+        const fallback = otel.spans().filter((span) => span.name === SPAN.read).at(-1)!;
+        assert.equal(fallback.attributes[ATTRIBUTE.readReplica], false);
+        const metrics = await otel.collect();
+        const lag = metrics.find((metric) => metric.descriptor.name === METRIC.replicaLag.name);
+        assert.ok(lag, 'eventstore.replica.lag is reported');
+        assert.equal(lag.descriptor.unit, METRIC.replicaLag.unit);
+        assert.deepEqual(lag.dataPoints.map((point) => [point.attributes[ATTRIBUTE.replica], point.value]), [[`${standby.hostname}:${standby.port}`, 3]]);
+        const fallbacks = metrics.find((metric) => metric.descriptor.name === METRIC.replicaFallbacks.name);
+        assert.ok(fallbacks, 'eventstore.replica.fallbacks is reported');
+        assert.deepEqual(fallbacks.dataPoints.map((point) => [point.attributes[ATTRIBUTE.fallbackReason], point.value]), [['lagging', 1]]);
+        const pools = metrics.find((metric) => metric.descriptor.name === METRIC.poolConnections.name)!;
+        assert.deepEqual([...new Set(pools.dataPoints.map((point) => point.attributes[ATTRIBUTE.poolName]))].sort(), [`${standby.hostname}:${standby.port}`, 'primary'].sort());
+      } finally {
+        await replication.resumeReplay();
+      }
+    } finally {
+      await close();
+      await otel.shutdown();
     }
   });
 
