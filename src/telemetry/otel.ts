@@ -162,7 +162,34 @@ export class Telemetry {
       kind: this.#api.SpanKind.CLIENT,
       attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'append', [ATTRIBUTE.eventCount]: eventCount, [ATTRIBUTE.appendCondition]: condition },
     });
-    return new AppendSpan(this.#api, span, this.#appendDuration, this.#appendEvents, this.#metricBase, eventCount);
+    return new AppendSpan(this.#api, span, this, eventCount);
+  }
+
+  /** Metric attributes of each outcome, made once (an append's end allocates none). */
+  readonly #outcomeAttributes = new Map<AppendOutcome, Api.Attributes>();
+
+  /** Called by AppendSpan.end. */
+  appendEnded(outcome: AppendOutcome, seconds: number, eventCount: number): void {
+    let attributes = this.#outcomeAttributes.get(outcome);
+    if (attributes === undefined) this.#outcomeAttributes.set(outcome, (attributes = { ...this.#metricBase, [ATTRIBUTE.appendOutcome]: outcome }));
+    this.#appendDuration.record(seconds, attributes);
+    if (outcome === 'appended') this.#appendEvents.add(eventCount, this.#metricBase);
+  }
+
+  /** Metric attributes of reads by operation and target, made once. */
+  readonly #readAttributes = new Map<string, Api.Attributes>();
+
+  /** Called by ReadSpan. */
+  readEnded(operation: string, replica: boolean, seconds: number, eventCount: number, error: unknown): void {
+    const key = `${operation}:${replica}${error === undefined ? '' : `:${errorType(error)}`}`;
+    let attributes = this.#readAttributes.get(key);
+    if (attributes === undefined) {
+      attributes = { ...this.#metricBase, [ATTRIBUTE.dbOperationName]: operation, [ATTRIBUTE.readReplica]: replica, ...(error !== undefined && { 'error.type': errorType(error) }) };
+      // Error types are few (the library's codes), but bound the map all the same.
+      if (this.#readAttributes.size < 64) this.#readAttributes.set(key, attributes);
+    }
+    this.#readDuration.record(seconds, attributes);
+    if (eventCount > 0) this.#readEvents.add(eventCount, attributes);
   }
 
   /** One database call of the append batcher carried this many appends. */
@@ -182,7 +209,7 @@ export class Telemetry {
           attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'read', [ATTRIBUTE.readConsistency]: consistencyName(consistency) },
         })
       : undefined;
-    return new ReadSpan(this.#api, span, operation, this.#readDuration, this.#readEvents, this.#metricBase);
+    return new ReadSpan(this.#api, span, operation, this);
   }
 
   /** The span of a whole stream iteration; its pages are read inside its context. */
@@ -261,18 +288,14 @@ export class Telemetry {
 export class AppendSpan {
   readonly #api: OtelApi;
   readonly #span: Api.Span;
-  readonly #duration: Api.Histogram;
-  readonly #events: Api.Counter;
-  readonly #base: Api.Attributes;
+  readonly #telemetry: Telemetry;
   readonly #eventCount: number;
   readonly #startedAt = performance.now();
 
-  constructor(api: OtelApi, span: Api.Span, duration: Api.Histogram, events: Api.Counter, base: Api.Attributes, eventCount: number) {
+  constructor(api: OtelApi, span: Api.Span, telemetry: Telemetry, eventCount: number) {
     this.#api = api;
     this.#span = span;
-    this.#duration = duration;
-    this.#events = events;
-    this.#base = base;
+    this.#telemetry = telemetry;
     this.#eventCount = eventCount;
   }
 
@@ -296,8 +319,7 @@ export class AppendSpan {
     if (details.batchCommands !== undefined) span.setAttribute(ATTRIBUTE.batchCommands, details.batchCommands);
     if (outcome === 'aborted' || outcome === 'unknown') failSpan(this.#api, span, details.error);
     span.end();
-    this.#duration.record((performance.now() - this.#startedAt) / 1000, { ...this.#base, [ATTRIBUTE.appendOutcome]: outcome });
-    if (outcome === 'appended') this.#events.add(this.#eventCount, this.#base);
+    this.#telemetry.appendEnded(outcome, (performance.now() - this.#startedAt) / 1000, this.#eventCount);
   }
 }
 
@@ -305,18 +327,14 @@ export class ReadSpan {
   readonly #api: OtelApi;
   readonly #span: Api.Span | undefined;
   readonly #operation: string;
-  readonly #duration: Api.Histogram;
-  readonly #events: Api.Counter;
-  readonly #base: Api.Attributes;
+  readonly #telemetry: Telemetry;
   readonly #startedAt = performance.now();
 
-  constructor(api: OtelApi, span: Api.Span | undefined, operation: string, duration: Api.Histogram, events: Api.Counter, base: Api.Attributes) {
+  constructor(api: OtelApi, span: Api.Span | undefined, operation: string, telemetry: Telemetry) {
     this.#api = api;
     this.#span = span;
     this.#operation = operation;
-    this.#duration = duration;
-    this.#events = events;
-    this.#base = base;
+    this.#telemetry = telemetry;
   }
 
   end(eventCount: number, head: bigint, target: ReadTarget): void {
@@ -332,9 +350,7 @@ export class ReadSpan {
       }
       span.end();
     }
-    const attributes = { ...this.#base, [ATTRIBUTE.dbOperationName]: this.#operation, [ATTRIBUTE.readReplica]: replica };
-    this.#duration.record((performance.now() - this.#startedAt) / 1000, attributes);
-    if (eventCount > 0) this.#events.add(eventCount, attributes);
+    this.#telemetry.readEnded(this.#operation, replica, (performance.now() - this.#startedAt) / 1000, eventCount, undefined);
   }
 
   fail(error: unknown): void {
@@ -342,7 +358,7 @@ export class ReadSpan {
       failSpan(this.#api, this.#span, error);
       this.#span.end();
     }
-    this.#duration.record((performance.now() - this.#startedAt) / 1000, { ...this.#base, [ATTRIBUTE.dbOperationName]: this.#operation, [ATTRIBUTE.readReplica]: false, 'error.type': errorType(error) });
+    this.#telemetry.readEnded(this.#operation, false, (performance.now() - this.#startedAt) / 1000, 0, error);
   }
 }
 
