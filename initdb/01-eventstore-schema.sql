@@ -559,7 +559,8 @@ DO $migration$
 DECLARE
   v_old   text := pg_get_functiondef('"eventstore".append_batch(jsonb, boolean, bigint, uuid[], boolean)'::regprocedure);
   v_from  text := 'x.metadata = e.metadata';
-  v_to    text := '(x.metadata - ''traceparent'') = (e.metadata - ''traceparent'')';
+  -- Metadata that is not an object (written by raw SQL or an old version) is compared as it is.
+  v_to    text := '(CASE WHEN jsonb_typeof(x.metadata) = ''object'' THEN x.metadata - ''traceparent'' ELSE x.metadata END) = (CASE WHEN jsonb_typeof(e.metadata) = ''object'' THEN e.metadata - ''traceparent'' ELSE e.metadata END)';
   v_new   text;
 BEGIN
   IF (length(v_old) - length(replace(v_old, v_from, ''))) / length(v_from) <> 1 THEN

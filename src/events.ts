@@ -97,12 +97,16 @@ export function normalizeEvent(input: EventInput, path: string, now: Date): Norm
 
 /**
  * The event with one more metadata entry, unless its metadata has that key already (or is not a
- * plain object: a toJSON decides what is stored then). Used for the trace context.
+ * plain object: a toJSON decides what is stored then). Used for the trace context. The entry is
+ * spliced into the JSON made when append() was called (the metadata object's JSON closes right
+ * before `,"occurred_at":...}`), so the event is not serialized a second time.
  */
 export function withMetadataEntry(event: NormalizedEvent, key: string, value: string): NormalizedEvent {
   const metadata = event.metadata as Record<string, unknown>;
   if (Object.hasOwn(metadata, key) || typeof metadata.toJSON === 'function') return event;
-  const extended = { ...metadata, [key]: value };
-  const json = JSON.stringify({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: extended, occurred_at: event.occurred_at });
-  return { ...event, metadata: extended, json };
+  const tail = `,"occurred_at":${JSON.stringify(event.occurred_at)}}`;
+  const close = event.json.length - tail.length - 1; // the metadata object's closing brace
+  const entry = `${event.json[close - 1] === '{' ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(value)}`;
+  const json = event.json.slice(0, close) + entry + event.json.slice(close);
+  return { id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: { [key]: value, ...metadata }, occurred_at: event.occurred_at, json };
 }

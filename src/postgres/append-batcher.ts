@@ -91,6 +91,8 @@ export interface BatchExecution {
   toError(error: unknown): EventStoreError;
   /** A database call answered for this many commands (telemetry). */
   answered?(commands: number): void;
+  /** Runs a batch outside the context of the caller whose append started it (telemetry). */
+  detached?<T>(run: () => T): T;
 }
 
 export interface BatcherLimits {
@@ -266,7 +268,8 @@ export class AppendBatcher {
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#takeBatch();
     this.#batch = batch;
-    this.#inFlight = this.#run(batch)
+    const run = (): Promise<void> => this.#run(batch);
+    this.#inFlight = (this.#execution.detached ? this.#execution.detached(run) : run())
       .catch((error: unknown) => {
         // A bug of ours must not leave callers hanging: whoever is still waiting gets the truth.
         for (const command of batch) this.#settle(command, () => command.reject(command.ambiguous ? this.#unknown(command, 'internal error', error) : error));
@@ -473,7 +476,8 @@ export class AppendBatcher {
       if (!result) {
         command.reject(this.#unknown(command, 'the append function returned fewer results than commands'));
       } else if (result.status === 'appended' || result.status === 'already-appended') {
-        if (command.report && result.status === 'already-appended') command.report.idempotent = true;
+        // Stored already, and not by an attempt of this very call (a resend finds its own first attempt's events).
+        if (command.report && result.status === 'already-appended' && !command.ambiguous) command.report.idempotent = true;
         command.resolve(result.position);
       } else if (result.status === 'condition-failed') {
         command.reject(new AppendConditionFailedError(command.callerCondition!, result.conflict));

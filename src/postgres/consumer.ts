@@ -350,12 +350,18 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
     }
   }
 
-  /** The handler, bounded by handlerTimeoutMs (see there). */
-  async #callHandler(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+  /** The handler, bounded by handlerTimeoutMs (see there); inside its span when telemetry is on. */
+  #callHandler(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
     const telemetry = this.#host.telemetry;
-    const call = async (): Promise<void> => this.#handle(event, context);
-    const running = Promise.resolve().then(() => (telemetry ? telemetry.handle(this.name, event.position, event.metadata, call) : call()));
+    const call = (): Promise<void> => this.#callHandlerWithin(event, context, session, close);
+    // The span ends when the consumer stops waiting (a timeout fails it), not when a handler that
+    // overran its time finally returns.
+    return telemetry ? telemetry.handle(this.name, event.position, event.metadata, call) : call();
+  }
+
+  async #callHandlerWithin(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const running = Promise.resolve().then(() => this.#handle(event, context));
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new HandlerTimeoutError(`handler of consumer "${this.name}" did not finish within ${this.#handlerTimeoutMs} ms (event at position ${event.position})`)), this.#handlerTimeoutMs);
     });

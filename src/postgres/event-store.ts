@@ -209,7 +209,7 @@ export class EventStore implements DcbEventStore {
     this.#log = settings.log;
     this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema, this.#log);
     this.#slowOperationMs = settings.slowOperationMs;
-    this.#propagateTraceContext = options.propagateTraceContext ?? true;
+    this.#propagateTraceContext = (options.propagateTraceContext ?? true) && settings.traceContextStorable;
     this.#server = settings.server;
     this.#replicas = settings.replicaSettings && new ReplicaSet(settings.replicaSettings, this.#replicaProbes());
     const isClosed = (): boolean => this.#closed;
@@ -297,6 +297,10 @@ export class EventStore implements DcbEventStore {
     });
 
     let explicitReadCommitted: boolean;
+    // Migration 0005 makes idempotent retries ignore the stored trace context; before it, a retry
+    // from another trace would be an id clash. A schema left at an older version (migrate: false,
+    // migrations applied by the user's own tool) gets no trace context until it is upgraded.
+    let traceContextStorable = true;
     try {
       const migrating = options.migrate ?? true;
       const client = await pool.connect();
@@ -304,6 +308,16 @@ export class EventStore implements DcbEventStore {
         if (migrating) {
           const { applied } = await migrate(client, schema);
           if (applied.length > 0) log.info({ migrations: applied }, `applied migrations ${applied.join(', ')} to schema ${schema}`);
+        }
+        else {
+          const migrationsTable = `${quoteSchemaName(schema)}.migrations`;
+          const { rows: present } = await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [migrationsTable]);
+          const { rows: found } = present[0]!.present ? await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${migrationsTable}`) : { rows: [] };
+          const version = found[0]?.version ?? 0;
+          if (version < TRACE_CONTEXT_MIGRATION) {
+            traceContextStorable = false;
+            log.warn({ schema_version: version }, `schema ${schema} is at migration ${version}: append stores no trace context until migration ${TRACE_CONTEXT_MIGRATION} is applied`);
+          }
         }
         if (options.payloadIndex === true) await ensurePayloadIndex(client, schema);
         // The append function needs READ COMMITTED (a fresh snapshot per statement after the
@@ -323,7 +337,7 @@ export class EventStore implements DcbEventStore {
       ? undefined
       : { connectionStrings: replicaUrls, poolSize, connectTimeoutMs, preparedStatements, maxLag: maxReplicaLag, waitMs: replicaWaitMs, checkIntervalMs: replicaCheckIntervalMs, clients };
     const server = serverOf(connectionString);
-    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs, server }, options);
+    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs, server, traceContextStorable }, options);
     try {
       store.#telemetry = await loadTelemetry(options.telemetry, { schema, ...server }, store.#telemetrySources());
     } catch (error) {
@@ -871,6 +885,7 @@ export class EventStore implements DcbEventStore {
       isRefusal,
       toError: (error) => this.#toError(error),
       answered: (commands) => this.#telemetry?.batchSent(commands),
+      detached: (run) => (this.#telemetry ? this.#telemetry.detached(run) : run()),
     };
   }
 
@@ -893,6 +908,9 @@ export class EventStore implements DcbEventStore {
     return new EventStoreDatabaseError(`PostgreSQL error: ${message}`, error);
   }
 }
+
+/** The migration from which idempotent retries ignore metadata.traceparent. */
+const TRACE_CONTEXT_MIGRATION = 5;
 
 const PRIMARY_TARGET: ReadTarget = { replica: undefined, host: undefined, port: undefined };
 
@@ -948,6 +966,8 @@ interface ConnectionSettings {
   log: StoreLog;
   slowOperationMs: number;
   server: { host: string | undefined; port: number | undefined; database: string | undefined };
+  /** The schema is at migration 5 or later (see connect). */
+  traceContextStorable: boolean;
 }
 
 /** A pool a statement runs on: the primary's, or a replica's. */

@@ -74,80 +74,152 @@ function isMissingApi(error: unknown): boolean {
   return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /@opentelemetry\/api/.test((error as Error).message);
 }
 
+/** The instruments of one meter. */
+interface Instruments {
+  provider: Api.MeterProvider;
+  appendDuration: Api.Histogram;
+  appendEvents: Api.Counter;
+  batchCommands: Api.Histogram;
+  readDuration: Api.Histogram;
+  readEvents: Api.Counter;
+  executeAttempts: Api.Histogram;
+  replicaFallbacks: Api.Counter;
+  gauges: SharedGauges;
+}
+
+/** What one store reports to the observable gauges. */
+interface GaugeSource {
+  pools(): { attributes: Api.Attributes; value: number }[];
+  replicaLags(): { attributes: Api.Attributes; value: number }[];
+  consumerLags(): { attributes: Api.Attributes; value: number }[];
+}
+
+/**
+ * The observable gauges of one meter, shared by every store of the process that uses it. Two
+ * stores on the same schema observe the same attribute sets: an SDK keeps one value per set, so
+ * the values are combined here (pool connections summed, lags the largest) and observed once.
+ */
+class SharedGauges {
+  readonly sources = new Set<GaugeSource>();
+  readonly #registrations: { instrument: Api.ObservableGauge; callback: Api.ObservableCallback }[] = [];
+
+  constructor(meter: Api.Meter) {
+    this.#register(meter, METRIC.poolConnections, 'Connections of the store\'s pools by state (waiting: callers waiting for one)', (source) => source.pools(), (a, b) => a + b);
+    this.#register(meter, METRIC.replicaLag, 'Positions a replica is behind the primary (primary head minus replica head)', (source) => source.replicaLags(), Math.max);
+    this.#register(meter, METRIC.consumerLag, 'Positions a running consumer\'s checkpoint is behind the head', (source) => source.consumerLags(), Math.max);
+  }
+
+  #register(meter: Api.Meter, metric: { name: string; unit: string }, description: string, read: (source: GaugeSource) => { attributes: Api.Attributes; value: number }[], combine: (a: number, b: number) => number): void {
+    const instrument = meter.createObservableGauge(metric.name, { unit: metric.unit, description });
+    const callback: Api.ObservableCallback = (result) => {
+      const combined = new Map<string, { attributes: Api.Attributes; value: number }>();
+      for (const source of this.sources) {
+        for (const point of read(source)) {
+          const key = JSON.stringify(point.attributes);
+          const seen = combined.get(key);
+          if (seen) seen.value = combine(seen.value, point.value);
+          else combined.set(key, { ...point });
+        }
+      }
+      for (const { attributes, value } of combined.values()) result.observe(value, attributes);
+    };
+    instrument.addCallback(callback);
+    this.#registrations.push({ instrument, callback });
+  }
+}
+
+const sharedGauges = new WeakMap<Api.Meter, SharedGauges>();
+
 export class Telemetry {
   readonly #api: OtelApi;
   readonly #tracer: Api.Tracer;
-  readonly #meter: Api.Meter;
+  /** Undefined: the global meter provider, looked up again on use (see #metrics). */
+  readonly #meterProvider: Api.MeterProvider | undefined;
+  #instruments: Instruments | undefined;
+  #closed = false;
   /** On every span of the store. */
   readonly #spanBase: Api.Attributes;
   /** On every metric point (low cardinality). */
   readonly #metricBase: Api.Attributes;
-  readonly #appendDuration: Api.Histogram;
-  readonly #appendEvents: Api.Counter;
-  readonly #batchCommands: Api.Histogram;
-  readonly #readDuration: Api.Histogram;
-  readonly #readEvents: Api.Counter;
-  readonly #executeAttempts: Api.Histogram;
-  readonly #replicaFallbacks: Api.Counter;
-  readonly #observables: { instrument: Api.ObservableGauge; callback: Api.ObservableCallback }[] = [];
+  readonly #gaugeSource: GaugeSource;
   /** Running consumers of this store: name -> checkpoint. */
   readonly #consumers = new Map<object, { name: string; checkpoint: () => bigint | undefined }>();
 
   constructor(api: OtelApi, option: Exclude<TelemetryOptions, false>, identity: StoreIdentity, sources: TelemetrySources) {
     this.#api = api;
+    // The global tracer provider is a proxy that picks up an SDK registered later; the global
+    // meter provider is not, so it is looked up again when metrics are recorded.
     const tracerProvider = (option.tracerProvider as Api.TracerProvider | undefined) ?? api.trace.getTracerProvider();
-    const meterProvider = (option.meterProvider as Api.MeterProvider | undefined) ?? api.metrics.getMeterProvider();
     this.#tracer = tracerProvider.getTracer(TRACER_NAME);
-    this.#meter = meterProvider.getMeter(TRACER_NAME);
+    this.#meterProvider = option.meterProvider as Api.MeterProvider | undefined;
     this.#spanBase = {
       [ATTRIBUTE.dbSystemName]: 'postgresql',
-      ...(identity.database !== undefined && { [ATTRIBUTE.dbNamespace]: identity.database }),
+      // PostgreSQL's semantic conventions: the schema qualified by the database name.
+      [ATTRIBUTE.dbNamespace]: identity.database === undefined ? identity.schema : `${identity.database}.${identity.schema}`,
       ...(identity.host !== undefined && { [ATTRIBUTE.serverAddress]: identity.host }),
       ...(identity.port !== undefined && { [ATTRIBUTE.serverPort]: identity.port }),
       [ATTRIBUTE.schema]: identity.schema,
     };
-    this.#metricBase = { [ATTRIBUTE.schema]: identity.schema };
-    const meter = this.#meter;
+    const base = { [ATTRIBUTE.schema]: identity.schema };
+    this.#metricBase = base;
+    this.#gaugeSource = {
+      pools: () =>
+        sources.pools().flatMap((pool) =>
+          (['idle', 'used', 'waiting'] as const).map((state) => ({ attributes: { [ATTRIBUTE.poolName]: pool.pool, [ATTRIBUTE.poolState]: state, ...base }, value: pool[state] })),
+        ),
+      replicaLags: () => sources.replicaLags().map(({ replica, lag }) => ({ attributes: { [ATTRIBUTE.replica]: replica, ...base }, value: lag })),
+      consumerLags: () => {
+        const head = sources.knownHead();
+        const lags: { attributes: Api.Attributes; value: number }[] = [];
+        for (const { name, checkpoint } of this.#consumers.values()) {
+          const at = checkpoint();
+          if (at !== undefined) lags.push({ attributes: { [ATTRIBUTE.consumerName]: name, ...base }, value: head > at ? Number(head - at) : 0 });
+        }
+        return lags;
+      },
+    };
+    this.#metrics();
+  }
+
+  /** The instruments of the meter provider in use now (made again when the global one changed). */
+  #metrics(): Instruments {
+    const provider = this.#meterProvider ?? this.#api.metrics.getMeterProvider();
+    const current = this.#instruments;
+    if (current !== undefined && current.provider === provider) return current;
+    current?.gauges.sources.delete(this.#gaugeSource);
+    const meter = provider.getMeter(TRACER_NAME);
     const histogram = (metric: { name: string; unit: string }, description: string, buckets: number[]): Api.Histogram =>
       meter.createHistogram(metric.name, { unit: metric.unit, description, advice: { explicitBucketBoundaries: buckets } });
-    this.#appendDuration = histogram(METRIC.appendDuration, 'Duration of appends, from the call to the answer', DURATION_BUCKETS_S);
-    this.#appendEvents = meter.createCounter(METRIC.appendEvents.name, { unit: METRIC.appendEvents.unit, description: 'Events written by appends' });
-    this.#batchCommands = histogram(METRIC.appendBatchCommands, 'Appends that shared one database call', COMMAND_BUCKETS);
-    this.#readDuration = histogram(METRIC.readDuration, 'Duration of reads (each page of a stream, subscription or consumer counts as one)', DURATION_BUCKETS_S);
-    this.#readEvents = meter.createCounter(METRIC.readEvents.name, { unit: METRIC.readEvents.unit, description: 'Events returned by reads' });
-    this.#executeAttempts = histogram(METRIC.executeAttempts, 'Attempts one execute took (1: no conflict)', ATTEMPT_BUCKETS);
-    this.#replicaFallbacks = meter.createCounter(METRIC.replicaFallbacks.name, { unit: METRIC.replicaFallbacks.unit, description: 'Reads that could have gone to a replica and went to the primary' });
-
-    const base = this.#metricBase;
-    this.#observe(METRIC.poolConnections, 'Connections of the store\'s pools by state (waiting: callers waiting for one)', (result) => {
-      for (const pool of sources.pools()) {
-        for (const state of ['idle', 'used', 'waiting'] as const) result.observe(pool[state], { ...base, [ATTRIBUTE.poolName]: pool.pool, [ATTRIBUTE.poolState]: state });
-      }
-    });
-    this.#observe(METRIC.replicaLag, 'Positions a replica is behind the primary (primary head minus replica head)', (result) => {
-      for (const { replica, lag } of sources.replicaLags()) result.observe(lag, { ...base, [ATTRIBUTE.replica]: replica });
-    });
-    this.#observe(METRIC.consumerLag, 'Positions a running consumer\'s checkpoint is behind the head', (result) => {
-      const head = sources.knownHead();
-      for (const { name, checkpoint } of this.#consumers.values()) {
-        const at = checkpoint();
-        if (at === undefined) continue;
-        result.observe(head > at ? Number(head - at) : 0, { ...base, [ATTRIBUTE.consumerName]: name });
-      }
-    });
+    let gauges = sharedGauges.get(meter);
+    if (gauges === undefined) sharedGauges.set(meter, (gauges = new SharedGauges(meter)));
+    if (!this.#closed) gauges.sources.add(this.#gaugeSource);
+    this.#instruments = {
+      provider,
+      appendDuration: histogram(METRIC.appendDuration, 'Duration of appends, from the call to the answer', DURATION_BUCKETS_S),
+      appendEvents: meter.createCounter(METRIC.appendEvents.name, { unit: METRIC.appendEvents.unit, description: 'Events written by appends' }),
+      batchCommands: histogram(METRIC.appendBatchCommands, 'Appends that shared one database call', COMMAND_BUCKETS),
+      readDuration: histogram(METRIC.readDuration, 'Duration of reads (each page of a stream, subscription or consumer counts as one)', DURATION_BUCKETS_S),
+      readEvents: meter.createCounter(METRIC.readEvents.name, { unit: METRIC.readEvents.unit, description: 'Events returned by reads' }),
+      executeAttempts: histogram(METRIC.executeAttempts, 'Attempts one execute took (1: no conflict)', ATTEMPT_BUCKETS),
+      replicaFallbacks: meter.createCounter(METRIC.replicaFallbacks.name, { unit: METRIC.replicaFallbacks.unit, description: 'Reads that could have gone to a replica and went to the primary' }),
+      gauges,
+    };
+    return this.#instruments;
   }
 
-  #observe(metric: { name: string; unit: string }, description: string, callback: Api.ObservableCallback): void {
-    const instrument = this.#meter.createObservableGauge(metric.name, { unit: metric.unit, description });
-    instrument.addCallback(callback);
-    this.#observables.push({ instrument, callback });
-  }
-
-  /** Stops the observable gauges (the store is closed). */
+  /** Stops observing this store (it is closed). */
   close(): void {
-    for (const { instrument, callback } of this.#observables) instrument.removeCallback(callback);
-    this.#observables.length = 0;
+    this.#closed = true;
+    this.#instruments?.gauges.sources.delete(this.#gaugeSource);
     this.#consumers.clear();
+  }
+
+  /**
+   * Runs `run` outside any caller's context: work shared by many callers (an append batch) must
+   * not become part of the first caller's trace (nor its log records carry that trace's ids).
+   */
+  detached<T>(run: () => T): T {
+    return this.#api.context.with(this.#api.ROOT_CONTEXT, run);
   }
 
   /** For StoreLog: the active span's ids. */
@@ -160,7 +232,7 @@ export class Telemetry {
   startAppend(eventCount: number, condition: boolean): AppendSpan {
     const span = this.#tracer.startSpan(SPAN.append, {
       kind: this.#api.SpanKind.CLIENT,
-      attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'append', [ATTRIBUTE.eventCount]: eventCount, [ATTRIBUTE.appendCondition]: condition },
+      attributes: { [ATTRIBUTE.dbOperationName]: 'append', [ATTRIBUTE.eventCount]: eventCount, [ATTRIBUTE.appendCondition]: condition, ...this.#spanBase },
     });
     return new AppendSpan(this.#api, span, this, eventCount);
   }
@@ -172,8 +244,9 @@ export class Telemetry {
   appendEnded(outcome: AppendOutcome, seconds: number, eventCount: number): void {
     let attributes = this.#outcomeAttributes.get(outcome);
     if (attributes === undefined) this.#outcomeAttributes.set(outcome, (attributes = { ...this.#metricBase, [ATTRIBUTE.appendOutcome]: outcome }));
-    this.#appendDuration.record(seconds, attributes);
-    if (outcome === 'appended') this.#appendEvents.add(eventCount, this.#metricBase);
+    const metrics = this.#metrics();
+    metrics.appendDuration.record(seconds, attributes);
+    if (outcome === 'appended') metrics.appendEvents.add(eventCount, this.#metricBase);
   }
 
   /** Metric attributes of reads by operation and target, made once. */
@@ -188,13 +261,14 @@ export class Telemetry {
       // Error types are few (the library's codes), but bound the map all the same.
       if (this.#readAttributes.size < 64) this.#readAttributes.set(key, attributes);
     }
-    this.#readDuration.record(seconds, attributes);
-    if (eventCount > 0) this.#readEvents.add(eventCount, attributes);
+    const metrics = this.#metrics();
+    metrics.readDuration.record(seconds, attributes);
+    if (eventCount > 0) metrics.readEvents.add(eventCount, attributes);
   }
 
   /** One database call of the append batcher carried this many appends. */
   batchSent(commands: number): void {
-    this.#batchCommands.record(commands, this.#metricBase);
+    this.#metrics().batchCommands.record(commands, this.#metricBase);
   }
 
   /**
@@ -206,7 +280,7 @@ export class Telemetry {
     const span = traced
       ? this.#tracer.startSpan(SPAN.read, {
           kind: this.#api.SpanKind.CLIENT,
-          attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'read', [ATTRIBUTE.readConsistency]: consistencyName(consistency) },
+          attributes: { [ATTRIBUTE.dbOperationName]: 'read', [ATTRIBUTE.readConsistency]: consistencyName(consistency), ...this.#spanBase },
         })
       : undefined;
     return new ReadSpan(this.#api, span, operation, this);
@@ -216,7 +290,7 @@ export class Telemetry {
   startStream(consistency: ConsistencyValue): StreamSpan {
     const span = this.#tracer.startSpan(SPAN.stream, {
       kind: this.#api.SpanKind.CLIENT,
-      attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'stream', [ATTRIBUTE.readConsistency]: consistencyName(consistency) },
+      attributes: { [ATTRIBUTE.dbOperationName]: 'stream', [ATTRIBUTE.readConsistency]: consistencyName(consistency), ...this.#spanBase },
     });
     return new StreamSpan(this.#api, span);
   }
@@ -224,19 +298,19 @@ export class Telemetry {
   /** Runs an execute inside its span (INTERNAL), so that its reads and appends are children. */
   async execute<T extends { attempts: number; position: bigint | undefined; events: readonly unknown[] }>(run: () => Promise<T>, attemptsOf: (error: unknown) => number | undefined): Promise<T> {
     const api = this.#api;
-    const span = this.#tracer.startSpan(SPAN.execute, { kind: api.SpanKind.INTERNAL, attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'execute' } });
+    const span = this.#tracer.startSpan(SPAN.execute, { kind: api.SpanKind.INTERNAL, attributes: { [ATTRIBUTE.dbOperationName]: 'execute', ...this.#spanBase } });
     try {
       const result = await api.context.with(api.trace.setSpan(api.context.active(), span), run);
       span.setAttribute(ATTRIBUTE.executeAttempts, result.attempts);
       span.setAttribute(ATTRIBUTE.eventCount, result.events.length);
       if (result.position !== undefined) span.setAttribute(ATTRIBUTE.position, result.position.toString());
-      this.#executeAttempts.record(result.attempts, this.#metricBase);
+      this.#metrics().executeAttempts.record(result.attempts, this.#metricBase);
       return result;
     } catch (error) {
       const attempts = attemptsOf(error);
       if (attempts !== undefined) {
         span.setAttribute(ATTRIBUTE.executeAttempts, attempts);
-        this.#executeAttempts.record(attempts, this.#metricBase);
+        this.#metrics().executeAttempts.record(attempts, this.#metricBase);
       }
       failSpan(api, span, error);
       throw error;
@@ -253,12 +327,15 @@ export class Telemetry {
   async handle<T>(consumer: string, position: bigint, metadata: Record<string, unknown> | undefined, run: () => Promise<T>): Promise<T> {
     const api = this.#api;
     const producer = parseTraceparent(api, metadata?.[TRACEPARENT_KEY]);
-    const parent = producer ? api.trace.setSpanContext(api.context.active(), producer) : api.context.active();
+    // Without trace context the event starts a trace of its own: as a child of whatever was
+    // active when consumer.run() was called (a startup span), every event the consumer handles,
+    // for as long as the process runs, would land in that one trace.
+    const parent = producer ? api.trace.setSpanContext(api.ROOT_CONTEXT, producer) : api.ROOT_CONTEXT;
     const span = this.#tracer.startSpan(
       SPAN.consumerHandle,
       {
         kind: api.SpanKind.CONSUMER,
-        attributes: { ...this.#spanBase, [ATTRIBUTE.dbOperationName]: 'handle', [ATTRIBUTE.consumerName]: consumer, [ATTRIBUTE.position]: position.toString() },
+        attributes: { [ATTRIBUTE.dbOperationName]: 'handle', [ATTRIBUTE.consumerName]: consumer, [ATTRIBUTE.position]: position.toString(), ...this.#spanBase },
         ...(producer && { links: [{ context: producer }] }),
       },
       parent,
@@ -281,7 +358,7 @@ export class Telemetry {
   }
 
   replicaFellBack(reason: string): void {
-    this.#replicaFallbacks.add(1, { ...this.#metricBase, [ATTRIBUTE.fallbackReason]: reason });
+    this.#metrics().replicaFallbacks.add(1, { [ATTRIBUTE.fallbackReason]: reason, ...this.#metricBase });
   }
 }
 

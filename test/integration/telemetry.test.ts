@@ -74,7 +74,7 @@ function childOf(span: ReadableSpan, parent: ReadableSpan): boolean {
 
 function assertDatabaseAttributes(span: ReadableSpan, operation: string): void {
   assert.equal(span.attributes[ATTRIBUTE.dbSystemName], 'postgresql');
-  assert.equal(span.attributes[ATTRIBUTE.dbNamespace], url.pathname.slice(1));
+  assert.equal(span.attributes[ATTRIBUTE.dbNamespace], `${url.pathname.slice(1)}.${schema}`, 'the schema qualified by the database');
   assert.equal(span.attributes[ATTRIBUTE.dbOperationName], operation);
   assert.equal(span.attributes[ATTRIBUTE.serverAddress], url.hostname);
   assert.equal(span.attributes[ATTRIBUTE.serverPort], Number(url.port || 5432));

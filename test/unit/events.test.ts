@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EventStoreError, InvalidInputError } from '../../src/errors.ts';
-import { normalizeEvent, type EventInput } from '../../src/events.ts';
+import { normalizeEvent, withMetadataEntry, type EventInput } from '../../src/events.ts';
 import { assertJson, MAX_TAG_LENGTH, MAX_TYPE_LENGTH, validatePosition } from '../../src/validation.ts';
 
 const NOW = new Date('2024-05-06T07:08:09.010Z');
@@ -237,5 +237,33 @@ describe('validatePosition', () => {
     assertInvalid(() => validatePosition('3', 'after'), 'after', /must be a bigint position, got "3"/);
     assertInvalid(() => validatePosition(null, 'after'), 'after', /got null/);
     assertInvalid(() => validatePosition({}, 'after'), 'after', /got an object/);
+  });
+});
+
+describe('withMetadataEntry (the trace context added to an event already serialized)', () => {
+  const cases: Array<[string, EventInput['metadata']]> = [
+    ['no metadata', undefined],
+    ['empty', {}],
+    ['flat', { user: 'u1', n: 2 }],
+    ['nested, ending in an object', { a: { b: { c: {} } } }],
+    ['ending in an array', { list: [1, [2, {}]] }],
+    ['tricky strings', { s: '},"occurred_at":"x"}', t: '{', u: '\u2028"\\' }],
+    ['only undefined values (serialized as {})', { gone: undefined }],
+    ['prototype-less', Object.assign(Object.create(null) as Record<string, unknown>, { x: 1 })],
+  ];
+  for (const [name, metadata] of cases) {
+    test(`${name}: the JSON is what serializing the extended event gives`, () => {
+      const event = normalizeEvent({ type: 'T', data: { metadata: '}' }, ...(metadata !== undefined && { metadata }) }, 'event', NOW);
+      const extended = withMetadataEntry(event, 'traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+      const expected = JSON.parse(JSON.stringify({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: { ...(event.metadata as object), traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, occurred_at: event.occurred_at }));
+      assert.deepEqual(JSON.parse(extended.json), expected);
+      assert.deepEqual(JSON.parse(event.json).metadata, JSON.parse(JSON.stringify(event.metadata)), 'the original is unchanged');
+    });
+  }
+  test('metadata that has the key already, or a toJSON, is left as it is', () => {
+    for (const metadata of [{ traceparent: 'mine' }, { toJSON: () => ({ a: 1 }) }]) {
+      const event = normalizeEvent({ type: 'T', data: 1, metadata }, 'event', NOW);
+      assert.equal(withMetadataEntry(event, 'traceparent', 'x'), event);
+    }
   });
 });
