@@ -8,12 +8,14 @@
  * store's public read and conditional append); each loop runs inside a parent span, as a request
  * span of a service would, in every mode alike (a no-op span without the SDK).
  */
+import { writeFile } from 'node:fs/promises';
 import { context, metrics, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { EventStore, Query, type EventStoreOptions } from '../src/index.ts';
 import createAdapter from './adapters/ours.ts';
+import { cpuByGroup, startProfiling, type CpuProfile } from './cpu-profile.ts';
 import type { Percentiles } from './results-schema.ts';
 import { percentiles } from './stats.ts';
 import { decisionLoopClients, measure, type ClientIteration } from './workloads.ts';
@@ -21,10 +23,13 @@ import { decisionLoopClients, measure, type ClientIteration } from './workloads.
 /**
  * off: `telemetry: false`. api: @opentelemetry/api present, nothing registered (the global no-op
  * providers), the default option. sdk: what @opentelemetry/sdk-node sets up, recording into
- * memory, registered globally; the default option.
+ * memory, registered globally; the default option. sdk-store-off (not run by default): the same
+ * SDK, recording the request spans, but the store on `telemetry: false`: what the service's own
+ * tracing costs, so that sdk against it is the store's share.
  */
-export const TELEMETRY_MODES = ['off', 'api', 'sdk'] as const;
+export const TELEMETRY_MODES = ['off', 'api', 'sdk', 'sdk-store-off'] as const;
 export type TelemetryMode = (typeof TELEMETRY_MODES)[number];
+export const DEFAULT_MODES: readonly TelemetryMode[] = ['off', 'api', 'sdk'];
 
 export interface TelemetryRunRequest {
   type: 'start';
@@ -33,6 +38,8 @@ export interface TelemetryRunRequest {
   clients: number;
   warmupMs: number;
   durationMs: number;
+  /** Where to write a CPU profile of the measured run (no profiling without). */
+  profileFile?: string;
 }
 
 export interface TelemetryRunResult {
@@ -51,6 +58,8 @@ export interface TelemetryRunResult {
   /** Whether the last event written carries a traceparent in its metadata. */
   traceparentStored: boolean;
   peakRssMB: number;
+  /** With profileFile: µs of CPU per loop by package or file (see bench/cpu-profile.ts). */
+  cpuMicrosPerLoopByGroup?: Record<string, number>;
 }
 
 export type FromTelemetryWorker = { type: 'result'; result: TelemetryRunResult } | { type: 'error'; message: string };
@@ -116,14 +125,17 @@ async function lastEventHasTraceparent(connectionString: string): Promise<boolea
 }
 
 async function run(request: TelemetryRunRequest): Promise<TelemetryRunResult> {
-  const recording = request.mode === 'sdk' ? registerSdk() : undefined;
-  const options: Omit<EventStoreOptions, 'connectionString'> = request.mode === 'off' ? { telemetry: false } : {};
+  const recording = request.mode === 'sdk' || request.mode === 'sdk-store-off' ? registerSdk() : undefined;
+  const options: Omit<EventStoreOptions, 'connectionString'> = request.mode === 'off' || request.mode === 'sdk-store-off' ? { telemetry: false } : {};
   const adapter = createAdapter(options);
   await adapter.open(request.connectionString);
   let cpuAtStart = process.cpuUsage();
   let exportedAtStart = { spans: 0, metricExports: 0 };
   let beforeRepeats = 0;
+  let stopProfiling: (() => Promise<CpuProfile>) | undefined;
+  let profile: CpuProfile | undefined;
   let measurement;
+  let cpu: NodeJS.CpuUsage | undefined;
   try {
     const makeClients = decisionLoopClients(adapter, request.clients, 1_000_000_000);
     [measurement] = await measure(
@@ -135,18 +147,20 @@ async function run(request: TelemetryRunRequest): Promise<TelemetryRunResult> {
         beforeRepeat: async () => {
           if (++beforeRepeats < 2) return;
           if (recording) exportedAtStart = await recording.exported();
+          if (request.profileFile !== undefined) stopProfiling = await startProfiling();
           cpuAtStart = process.cpuUsage();
         },
       },
       () => makeClients().map(inRequestSpan),
     );
+    cpu = process.cpuUsage(cpuAtStart);
+    profile = await stopProfiling?.();
   } finally {
     await adapter.close();
   }
-  const cpu = process.cpuUsage(cpuAtStart);
   const exportedAtEnd = recording ? await recording.exported() : undefined;
   await recording?.shutdown();
-  if (!measurement) throw new Error('measure() returned no measurement');
+  if (!measurement || !cpu) throw new Error('measure() returned no measurement');
   const loops = measurement.ops;
   const result: TelemetryRunResult = {
     mode: request.mode,
@@ -159,6 +173,11 @@ async function run(request: TelemetryRunRequest): Promise<TelemetryRunResult> {
     traceparentStored: await lastEventHasTraceparent(request.connectionString),
     peakRssMB: process.resourceUsage().maxRSS / 1024,
   };
+  if (profile && request.profileFile !== undefined) {
+    await writeFile(request.profileFile, JSON.stringify(profile));
+    result.cpuMicrosPerLoopByGroup = {};
+    for (const [group, micros] of cpuByGroup(profile)) result.cpuMicrosPerLoopByGroup[group] = loops > 0 ? micros / loops : 0;
+  }
   if (exportedAtEnd) {
     result.spansPerLoop = loops > 0 ? (exportedAtEnd.spans - exportedAtStart.spans) / loops : 0;
     result.metricExports = exportedAtEnd.metricExports - exportedAtStart.metricExports;

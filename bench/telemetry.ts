@@ -4,6 +4,8 @@
 //   off   telemetry: false
 //   api   @opentelemetry/api installed, no SDK registered (the global no-op providers)
 //   sdk   the SDK as @opentelemetry/sdk-node sets it up, recording into in-memory exporters
+//   sdk-store-off (only when asked for) the same SDK with the store on telemetry: false: what the
+//         service's own tracing (context manager, request spans) costs without the store's
 //
 // Every run is a process of its own (the OpenTelemetry globals stick to a process) on a fresh
 // database of the same server, and runs alternate off, api, sdk, sdk, api, off, ... so that the
@@ -12,6 +14,7 @@
 //
 // npm run bench:telemetry [-- --clients 16 --duration 8 --warmup 2 --repeats 3 --modes off,api,sdk]
 //                         [--tcp] [--out bench/results/] [--cpu-prof]
+// --cpu-prof profiles each measured run (node:inspector) and prints the CPU per loop by package.
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -20,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createFreshDatabase, describeServer, dropDatabase, startBenchServer, type ServerDescription } from './server.ts';
 import { medianIndex, round } from './stats.ts';
-import { TELEMETRY_MODES, type FromTelemetryWorker, type TelemetryMode, type TelemetryRunRequest, type TelemetryRunResult } from './telemetry-worker.ts';
+import { DEFAULT_MODES, TELEMETRY_MODES, type FromTelemetryWorker, type TelemetryMode, type TelemetryRunRequest, type TelemetryRunResult } from './telemetry-worker.ts';
 
 const WORKER = fileURLToPath(new URL('./telemetry-worker.ts', import.meta.url));
 /** Most a mode may lose against `off` (the issue's targets). */
@@ -38,7 +41,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '2' },
     repeats: { type: 'string', default: '3' },
-    modes: { type: 'string', default: TELEMETRY_MODES.join(',') },
+    modes: { type: 'string', default: DEFAULT_MODES.join(',') },
     tcp: { type: 'boolean', default: false },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
     'cpu-prof': { type: 'boolean', default: false },
@@ -65,8 +68,8 @@ function schedule(): TelemetryMode[] {
 
 let current: ChildProcess | undefined;
 
-function runWorker(request: TelemetryRunRequest, execArgv: string[]): Promise<TelemetryRunResult> {
-  const child = fork(WORKER, [], { execArgv: ['--import', 'tsx', ...execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function runWorker(request: TelemetryRunRequest): Promise<TelemetryRunResult> {
+  const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   current = child;
   return new Promise((resolve, reject) => {
     let result: TelemetryRunResult | undefined;
@@ -137,13 +140,14 @@ try {
     const database = `dses_telemetry_${process.pid}_${index}`;
     const connectionString = await createFreshDatabase(server.adminUrl, database);
     try {
-      const execArgv = profileDirectory ? ['--cpu-prof', `--cpu-prof-dir=${profileDirectory}`, `--cpu-prof-name=${String(index).padStart(2, '0')}-${mode}.cpuprofile`] : [];
-      const result = await runWorker({ type: 'start', mode, connectionString, clients: CLIENTS, warmupMs: WARMUP_MS, durationMs: DURATION_MS }, execArgv);
+      const request: TelemetryRunRequest = { type: 'start', mode, connectionString, clients: CLIENTS, warmupMs: WARMUP_MS, durationMs: DURATION_MS };
+      if (profileDirectory) request.profileFile = join(profileDirectory, `${String(index + 1).padStart(2, '0')}-${mode}.cpuprofile`);
+      const result = await runWorker(request);
       if (result.falseConflicts > 0) throw new Error(`${mode}: ${result.falseConflicts} false conflicts on disjoint entities`);
       if (result.traceparentStored !== (mode === 'sdk')) throw new Error(`${mode}: traceparent ${result.traceparentStored ? 'stored' : 'missing'} in the events' metadata`);
       results.push(result);
       const spans = result.spansPerLoop === undefined ? '' : `, ${result.spansPerLoop.toFixed(2)} spans/loop`;
-      console.log(`  run ${index + 1}/${order.length} ${mode.padEnd(3)}  ${result.loopsPerSecond.toFixed(0).padStart(6)} loops/s  ${result.cpuMicrosPerLoop.toFixed(0)} µs CPU/loop${spans}`);
+      console.log(`  run ${index + 1}/${order.length} ${mode.padEnd(Math.max(...MODES.map((name) => name.length)))}  ${result.loopsPerSecond.toFixed(0).padStart(6)} loops/s  ${result.cpuMicrosPerLoop.toFixed(0)} µs CPU/loop${spans}`);
     } finally {
       await dropDatabase(server.adminUrl, database);
     }
@@ -175,7 +179,30 @@ if (off) {
     console.log(line);
   }
 }
-if (profileDirectory) console.log(`CPU profiles: ${profileDirectory}`);
+if (profileDirectory) printProfiles(profileDirectory);
+
+/** Where each mode's CPU went, per loop, for the groups whose cost differs most from off's. */
+function printProfiles(directory: string): void {
+  const byMode = new Map<TelemetryMode, Map<string, number>>();
+  for (const mode of MODES) {
+    const runs = results.filter((result) => result.mode === mode && result.cpuMicrosPerLoopByGroup);
+    const sums = new Map<string, number>();
+    for (const run of runs) for (const [group, micros] of Object.entries(run.cpuMicrosPerLoopByGroup!)) sums.set(group, (sums.get(group) ?? 0) + micros / runs.length);
+    byMode.set(mode, sums);
+  }
+  const groups = new Set([...byMode.values()].flatMap((sums) => [...sums.keys()]));
+  const baseline = byMode.get(MODES.includes('off') ? 'off' : MODES[0]!)!;
+  const spread = (group: string): number => Math.max(...MODES.map((mode) => Math.abs((byMode.get(mode)!.get(group) ?? 0) - (baseline.get(group) ?? 0))));
+  const shown = [...groups].sort((a, b) => spread(b) - spread(a) || (baseline.get(b) ?? 0) - (baseline.get(a) ?? 0)).slice(0, 20);
+  const cell = (mode: TelemetryMode, group: string): string => (byMode.get(mode)!.get(group) ?? 0).toFixed(1);
+  console.log(`
+CPU µs per loop by package or file, measured runs only (profiles in ${directory}; the profiler adds its own cost to every mode):`);
+  console.log(`| group | ${MODES.join(' | ')} |
+|---|${MODES.map(() => '---').join('|')}|`);
+  for (const group of shown) console.log(`| ${group} | ${MODES.map((mode) => cell(mode, group)).join(' | ')} |`);
+  const total = (mode: TelemetryMode): string => [...byMode.get(mode)!.values()].reduce((sum, micros) => sum + micros, 0).toFixed(1);
+  console.log(`| all profiled CPU | ${MODES.map(total).join(' | ')} |`);
+}
 
 await mkdir(values.out, { recursive: true });
 const file = join(values.out, `telemetry-${startedAt.replace(/[:.]/g, '-')}.json`);
