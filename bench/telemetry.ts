@@ -123,6 +123,7 @@ function summarize(mode: TelemetryMode, runs: TelemetryRunResult[]): ModeSummary
 }
 
 const startedAt = new Date().toISOString();
+const loadAtStart = os.loadavg();
 const server = await startBenchServer(values.tcp);
 process.once('SIGINT', () => {
   console.log('\ninterrupted: stopping the worker and the server');
@@ -209,7 +210,7 @@ const file = join(values.out, `telemetry-${startedAt.replace(/[:.]/g, '-')}.json
 const report = {
   startedAt,
   finishedAt: new Date().toISOString(),
-  command: ['npm run bench:telemetry --', ...process.argv.slice(2)].join(' '),
+  command: ['npm run bench:telemetry', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
   workload: `W1, ${CLIENTS} clients in one process, each loop inside a parent span`,
   config: { clients: CLIENTS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, repeats: REPEATS, modes: MODES },
   machine: {
@@ -220,6 +221,8 @@ const report = {
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     postgres: description?.version,
     transport: server.transport,
+    /** 1, 5 and 15 minute load averages when the run started and ended: the machine is shared. */
+    loadAverage: { atStart: loadAtStart.map((load) => round(load, 2)), atEnd: os.loadavg().map((load) => round(load, 2)) },
   },
   summaries,
   verdicts,
