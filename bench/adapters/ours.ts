@@ -1,5 +1,5 @@
 /** The benchmark adapter for this repository's store, through its public API only. */
-import { AppendConditionFailedError, EventStore, Query, QueryItem, type AppendCondition } from '../../src/index.ts';
+import { AppendConditionFailedError, EventStore, Query, QueryItem, type AppendCondition, type EventStoreOptions } from '../../src/index.ts';
 import type { BenchAdapter, BenchAppendOutcome, BenchEvent, BenchPosition, BenchQuery, BenchReadResult } from '../adapter.ts';
 
 function toQuery(query: BenchQuery): Query {
@@ -11,7 +11,11 @@ function toPosition(position: BenchPosition): bigint {
   return position;
 }
 
-export default function createAdapter(): BenchAdapter {
+/**
+ * `options` go to EventStore.connect besides the connection string and pool size (the worker
+ * passes none; bench/telemetry-worker.ts passes the `telemetry` option it measures).
+ */
+export default function createAdapter(options: Omit<EventStoreOptions, 'connectionString'> = {}): BenchAdapter {
   let opened: EventStore | undefined;
   const store = (): EventStore => {
     if (!opened) throw new Error('the adapter is not open');
@@ -23,7 +27,7 @@ export default function createAdapter(): BenchAdapter {
     maxPreloadBatch: 10_000,
 
     async open(connectionString: string): Promise<void> {
-      opened = await EventStore.connect({ connectionString, poolSize: 20 });
+      opened = await EventStore.connect({ poolSize: 20, ...options, connectionString });
     },
 
     async append(events: BenchEvent[], condition?: { query: BenchQuery; position: BenchPosition }): Promise<BenchAppendOutcome> {

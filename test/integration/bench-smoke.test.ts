@@ -39,3 +39,27 @@ test('bench:follow runs on a small log: every live append delivered, every event
   assert.match(output, /consumer, 500 events, .*\(500 rows\)/);
   assert.match(output, /catch-up, all events \(2000 events\)/);
 });
+
+test('bench:telemetry runs each mode in its own process and prints the ratios to off', { timeout: 120_000 }, async () => {
+  const { execFile } = await import('node:child_process');
+  const { mkdtemp, readdir, readFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const out = await mkdtemp(join(tmpdir(), 'bench-telemetry-'));
+  try {
+    const args = ['--import', 'tsx', 'bench/telemetry.ts', '--duration', '1', '--warmup', '0', '--repeats', '1', '--clients', '2', '--out', out];
+    const output: string = await new Promise((resolve, reject) => {
+      execFile(process.execPath, args, { env: { ...process.env, DATABASE_URL: databaseUrl() } }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)));
+    });
+    for (const mode of ['off', 'api', 'sdk']) assert.match(output, new RegExp(`^\\| ${mode} \\| \\d+ \\| \\d+–\\d+ \\| \\d\\.\\d{3} \\|`, 'm'), output);
+    assert.match(output, /^api\/off: \d\.\d{3}/m, output);
+    assert.match(output, /^sdk\/off: \d\.\d{3}/m, output);
+    assert.match(output, /^\| sdk \|.*\| 3\.00 \|$/m, 'three spans per loop: the request span, the read and the append');
+    const [file] = await readdir(out);
+    const report = JSON.parse(await readFile(join(out, file!), 'utf8')) as { summaries: { mode: string }[]; runs: { traceparentStored: boolean }[] };
+    assert.deepEqual(report.summaries.map((summary) => summary.mode), ['off', 'api', 'sdk']);
+    assert.deepEqual(report.runs.map((run) => run.traceparentStored), [false, false, true]);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
