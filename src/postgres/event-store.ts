@@ -129,7 +129,8 @@ export interface EventStoreOptions {
   /**
    * `append` stores the W3C `traceparent` of its span in each event's metadata (key
    * `traceparent`) unless the event has one already, so that consumers' spans continue the
-   * trace. Only when telemetry is on and a trace is active. Default true.
+   * trace. Only when telemetry is on and the span has a valid context (with an SDK: every
+   * append), and only on a schema at migration 5 or later. Default true.
    */
   propagateTraceContext?: boolean;
 }
