@@ -283,6 +283,8 @@ describe('spans', () => {
     assert.equal(span.kind, SpanKind.INTERNAL);
     assert.ok(childOf(span, parent));
     assert.equal(span.attributes[ATTRIBUTE.executeAttempts], 2);
+    assert.equal(span.attributes[ATTRIBUTE.dbSystemName], undefined, 'not a database call: no db.* attributes');
+    assert.equal(span.attributes[ATTRIBUTE.schema], schema);
     assert.equal(span.attributes[ATTRIBUTE.position], result.position!.toString());
     const reads = spans.filter((each) => each.name === SPAN.read);
     const appends = spans.filter((each) => each.name === SPAN.append && each.attributes[ATTRIBUTE.appendCondition] === true);
@@ -325,6 +327,7 @@ describe('spans', () => {
         assert.equal(span.parentSpanContext?.spanId, append.spanContext().spanId, 'a child of the append span');
         assert.deepEqual(span.links.map((link) => link.context.spanId), [append.spanContext().spanId], 'linked to the append span');
         assert.equal(span.attributes[ATTRIBUTE.consumerName], 'mailer');
+        assert.equal(span.attributes[ATTRIBUTE.dbSystemName], undefined, 'not a database call: no db.* attributes');
         assert.equal(span.attributes[ATTRIBUTE.position], append.attributes[ATTRIBUTE.position]);
       }
       assert.equal(handles[0]!.status.code, SpanStatusCode.ERROR);
