@@ -39,7 +39,11 @@ export function describeFailure(error: unknown): { exitCode: number; line: strin
   if (error instanceof CliError) return { exitCode: error.exitCode, line: `error${error.code ? ` [${error.code}]` : ''}: ${error.message}` };
   if (error instanceof AppendConditionFailedError) return { exitCode: EXIT.conditionFailed, line: `error [${error.code}]: ${error.message}` };
   if (error instanceof AppendOutcomeUnknownError) return { exitCode: EXIT.outcomeUnknown, line: `error [${error.code}]: ${error.message}` };
-  if (error instanceof EventStoreError) return { exitCode: error.code === 'INVALID_INPUT' ? EXIT.usage : EXIT.failure, line: `error [${error.code}]: ${oneLine(error.message)}` };
+  if (error instanceof EventStoreError) {
+    // The library's hint names its own API; on the command line it is `dses migrate`.
+    const hint = /tables or functions are missing/.test(error.message) ? ' (run `dses migrate` to create them)' : '';
+    return { exitCode: error.code === 'INVALID_INPUT' ? EXIT.usage : EXIT.failure, line: `error [${error.code}]: ${oneLine(error.message)}${hint}` };
+  }
   return { exitCode: EXIT.failure, line: `error: ${oneLine(error instanceof Error ? error.message : String(error))}` };
 }
 

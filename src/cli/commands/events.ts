@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { Query, QueryItem } from '../../query.ts';
 import type { AppendCondition } from '../../append-condition.ts';
-import type { EventInput, SequencedEvent } from '../../events.ts';
+import { normalizeEvent, type EventInput, type SequencedEvent } from '../../events.ts';
 import { EventStoreError } from '../../errors.ts';
 import { EventTable, eventJson, outputFormat, type OutputFormat } from '../format.ts';
 import { parseJsonFlag, parsePosition, parsePositiveInteger, say, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
@@ -35,7 +35,7 @@ function asUsage<T>(build: () => T, flag: string): T {
   try {
     return build();
   } catch (error) {
-    if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(`${flag}: ${error.message}`);
+    if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(error.message.startsWith(flag) ? error.message : `${flag}: ${error.message}`);
     throw error;
   }
 }
@@ -54,6 +54,8 @@ function eventInputOf(json: unknown, where: string): EventInput {
     if (date === undefined || Number.isNaN(date.getTime())) throw usage(`${where}: "occurredAt" must be an ISO 8601 date string, got ${JSON.stringify(record.occurredAt)}`);
     event.occurredAt = date;
   }
+  // Validated here, before anything is appended: a bad event anywhere in the input writes nothing.
+  asUsage(() => normalizeEvent(event as unknown as EventInput, where, new Date()), where);
   return event as unknown as EventInput;
 }
 
