@@ -205,9 +205,9 @@ describe('log records', { timeout: 120_000 }, () => {
     }
   });
 
-  test('the library never writes to the console itself', () => {
+  test('the library never writes to the console itself (the command line in src/cli/ is the one part that does)', () => {
     const root = fileURLToPath(new URL('../../src/', import.meta.url));
-    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.ts'))) {
+    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.ts') && !name.startsWith('cli/'))) {
       const code = readFileSync(join(root, file), 'utf8').split('\n').filter((line) => !/^\s*(\/\/|\*)/.test(line)).join('\n');
       assert.doesNotMatch(code, /\bconsole\.(log|info|warn|error|debug|trace)\b|process\.(stdout|stderr)\.write/, `src/${file}`);
     }
