@@ -51,10 +51,6 @@ const EXPECTED_TRIGGERS: { table: string; name: string; function: string }[] = [
 
 const EXPECTED_FUNCTIONS = ['append_batch(jsonb, boolean, bigint, uuid[], boolean)', 'reject_event_change()', 'notify_head()'];
 
-// What the library accepts as an event id (the uuid package's validate): versions 1 to 8 with
-// the RFC 4122 variant, or the nil and max UUIDs.
-const VALID_UUID = '^([0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$';
-
 /** Throws a clear error when `schema` holds no event store (nothing to verify or count). */
 export async function assertStoreSchema(client: pg.ClientBase, schema: string): Promise<void> {
   const quoted = quoteSchemaName(schema);
@@ -201,10 +197,18 @@ async function scanEvents(client: pg.ClientBase, quoted: string, settings: ScanS
   // JavaScript's order (UTF-16 code units); "C" collation orders by code point, which agrees
   // except between characters above U+FFFF and U+E000..U+FFFF, so events with characters above
   // U+FFFF are candidates too, and every candidate is decided here with JavaScript's order.
-  const suspectTags = `(tags IS NULL OR array_position(tags, NULL) IS NOT NULL
-      OR EXISTS (SELECT 1 FROM generate_subscripts(tags, 1) i WHERE i > 1 AND tags[i - 1] COLLATE "C" >= tags[i] COLLATE "C")
-      OR array_to_string(tags, ' ') ~ '[\\U00010000-\\U0010FFFF]')`;
-  const invalidId = `(id IS NULL OR id::text !~ $3)`;
+  // Written so the usual event (at most two tags) costs no subquery: this expression and the id
+  // check are most of the scan's time.
+  const suspectTags = `(CASE WHEN tags IS NULL OR coalesce(array_ndims(tags), 1) > 1 THEN true
+      WHEN array_position(tags, NULL) IS NOT NULL THEN true
+      WHEN cardinality(tags) < 2 THEN false
+      WHEN array_to_string(tags, ' ') ~ '[\\U00010000-\\U0010FFFF]' THEN true
+      WHEN cardinality(tags) = 2 THEN tags[1] COLLATE "C" >= tags[2] COLLATE "C"
+      ELSE EXISTS (SELECT 1 FROM generate_subscripts(tags, 1) i WHERE i > 1 AND tags[i - 1] COLLATE "C" >= tags[i] COLLATE "C") END IS NOT FALSE)`;
+  // The version nibble and the variant bits from the binary form: a regular expression on the
+  // text form cost ten times as much.
+  const invalidId = `(id IS NULL OR NOT ((get_byte(uuid_send(id), 6) >> 4) BETWEEN 1 AND 8 AND (get_byte(uuid_send(id), 8) >> 6) = 2
+      OR id = '00000000-0000-0000-0000-000000000000' OR id = 'ffffffff-ffff-ffff-ffff-ffffffffffff'))`;
 
   for (let low = 0n; low < last; low += rangeSize) {
     const high = low + rangeSize < last ? low + rangeSize : last;
@@ -215,7 +219,7 @@ async function scanEvents(client: pg.ClientBase, quoted: string, settings: ScanS
               count(*) FILTER (WHERE ${invalidId}) AS ids,
               count(*) FILTER (WHERE ${suspectTags}) AS tags
          FROM (SELECT position, id, tags, lag(position) OVER (ORDER BY position) AS prev FROM ${quoted}.events WHERE position > $1 AND position <= $2) w`,
-      [low.toString(), high.toString(), VALID_UUID],
+      [low.toString(), high.toString()],
     );
     const range = rows[0]!;
     settings.onProgress?.(high, last);
@@ -248,8 +252,8 @@ async function scanEvents(client: pg.ClientBase, quoted: string, settings: ScanS
     if (BigInt(range.ids) > 0n) {
       totals.ids += BigInt(range.ids);
       const { rows: bad } = await client.query<{ position: string; id: string | null }>(
-        `SELECT position, id::text AS id FROM ${quoted}.events WHERE position > $1 AND position <= $2 AND ${invalidId} ORDER BY position LIMIT $4`,
-        [low.toString(), high.toString(), VALID_UUID, examples],
+        `SELECT position, id::text AS id FROM ${quoted}.events WHERE position > $1 AND position <= $2 AND ${invalidId} ORDER BY position LIMIT $3`,
+        [low.toString(), high.toString(), examples],
       );
       for (const row of bad) if (shown.ids++ < examples) problem('ids', `event ${row.position} has ${row.id === null ? 'no id' : `the id ${row.id}, not a valid UUID (version 1 to 8, RFC 4122 variant)`}`);
     }
@@ -286,6 +290,7 @@ function gapMessage(from: bigint, to: bigint): string {
 function tagsProblem(tags: (string | null)[] | null): string | undefined {
   if (tags === null) return 'are NULL';
   if (tags.some((tag) => tag === null)) return 'contain NULL';
+  if (tags.some((tag) => typeof tag !== 'string')) return 'are not a one-dimensional array';
   for (let index = 1; index < tags.length; index += 1) {
     if (tags[index - 1] === tags[index]) return `repeat ${JSON.stringify(tags[index])}`;
     if (tags[index - 1]! > tags[index]!) return `are not sorted (${JSON.stringify(tags[index - 1])} before ${JSON.stringify(tags[index])})`;

@@ -159,13 +159,15 @@ describe('dses verify', () => {
     await store.append({ type: 'A', tags: ['\uFF01', '\u{1F600}'], data: null });
     // Event 4 gets them in code point order, which is increasing in "C" collation but not what the store writes.
     await damage(`UPDATE ${quoted}.events SET tags = '{zeta,alpha}' WHERE position = 2; UPDATE ${quoted}.events SET tags = '{same,same}' WHERE position = 3;
-      UPDATE ${quoted}.events SET tags = ARRAY[U&'\\FF01', U&'\\+01F600'] WHERE position = 4`);
+      UPDATE ${quoted}.events SET tags = ARRAY[U&'\\FF01', U&'\\+01F600'] WHERE position = 4;
+      UPDATE ${quoted}.events SET tags = '{{a,b},{c,d}}' WHERE position = 1`);
     const run = await assertVerifyFinds(schema, [
+      'tags: event 1: tags [["a","b"],["c","d"]] are not a one-dimensional array',
       'tags: event 2: tags ["zeta","alpha"] are not sorted ("zeta" before "alpha")',
       'tags: event 3: tags ["same","same"] repeat "same"',
       'tags: event 4: tags ["\uFF01","\u{1F600}"] are not sorted ("\uFF01" before "\u{1F600}")',
     ]);
-    assert.equal(run.stdout.trim().split('\n').length, 3, run.stdout);
+    assert.equal(run.stdout.trim().split('\n').length, 4, run.stdout);
   });
 
   test('a dropped immutability trigger', async () => {
