@@ -249,6 +249,18 @@ describe('dses stats', () => {
     assert.match(text.stdout, /^ +3 +tenant:a$/m);
   });
 
+  test('above --tag-sample events the tags are counted on a TABLESAMPLE, and the output says so', async () => {
+    const { schema } = await storeWithEvents(40);
+    const run = await dses(['--schema', schema, 'stats', '--json', '--tag-sample', '10']);
+    assert.equal(run.code, 0, run.stderr);
+    const stats = JSON.parse(run.stdout) as { events: string; types: { events: string }[]; tagSample: { sampled: boolean; percent: number } };
+    assert.deepEqual(stats.tagSample, { sampled: true, percent: 25 });
+    // Types stay exact.
+    assert.deepEqual(stats.types.map((row) => row.events), ['20', '20']);
+    const text = await dses(['--schema', schema, 'stats', '--tag-sample', '10']);
+    assert.match(text.stdout, /^most frequent tags \(estimated from a 25\.00% TABLESAMPLE SYSTEM sample\)$/m);
+  });
+
   test('append rates count only recent events (recorded_at in the past is outside the windows)', async () => {
     const { schema, quoted } = await storeWithEvents(6);
     // Events 1..4 recorded 2 hours and 10 minutes ago: only 5 and 6 are in the 5-minute window.
@@ -327,7 +339,7 @@ describe('dses consumers', () => {
 
 describe('bad input', () => {
   test('an unknown flag is a usage error (exit 2), for each command', async () => {
-    for (const args of [['verify', '--bogus'], ['stats', '--bogus'], ['consumers', '--bogus'], ['consumers', 'reset', 'x', '--bogus'], ['verify', '--range', '0']]) {
+    for (const args of [['verify', '--bogus'], ['stats', '--bogus'], ['consumers', '--bogus'], ['consumers', 'reset', 'x', '--bogus'], ['verify', '--range', '0'], ['stats', '--tag-sample', 'x']]) {
       const run = await dses(['--schema', 'whatever', ...args]);
       assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
       assert.equal(run.stdout, '');

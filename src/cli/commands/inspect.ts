@@ -47,8 +47,10 @@ export function registerInspect(program: Command, globals: () => GlobalOptions):
     .command('stats')
     .description('events, head, size on disk, events by type, the most frequent tags, append rates')
     .option('--json', 'machine-readable output')
-    .action(async (flags: { json?: boolean }) => {
-      const stats = await storeStats(connectionStringOf(globals()), globals().schema);
+    .option('--tag-sample <n>', 'above this many events, count the tags on a TABLESAMPLE of about this many (estimates)', '100000')
+    .action(async (flags: { json?: boolean; tagSample: string }) => {
+      const tagSampleSize = parsePositiveInteger('--tag-sample', flags.tagSample);
+      const stats = await storeStats(connectionStringOf(globals()), globals().schema, { tagSampleSize });
       await writeOut(flags.json ? `${JSON.stringify(stats, bigintsAsStrings)}\n` : statsText(stats));
     });
 
