@@ -122,6 +122,14 @@ describe('dses verify', () => {
     await assertVerifyFinds(schema, ['positions: positions 1 to 2 are missing (2)']);
   });
 
+  test('a duplicate position, possible once the primary key is gone: the duplicate and the missing index are reported', async () => {
+    const { schema, quoted } = await storeWithEvents(5);
+    await damage(`ALTER TABLE ${quoted}.events DROP CONSTRAINT events_pkey;
+      INSERT INTO ${quoted}.events (position, id, type, tags, data, metadata, occurred_at, recorded_at) VALUES (3, gen_random_uuid(), 'A', '{}', 'null', '{}', now(), now())`);
+    const run = await assertVerifyFinds(schema, ['positions: position 3 is stored more than once', `indexes: index ${quoted}.events_pkey on events is missing`], ['--range', '2']);
+    assert.equal(run.stdout.trim().split('\n').length, 2, run.stdout);
+  });
+
   test('a head row that disagrees with the highest position', async () => {
     const { schema, quoted } = await storeWithEvents(5);
     await damage(`UPDATE ${quoted}.head SET position = 9`);
@@ -324,6 +332,24 @@ describe('dses consumers', () => {
       controller.abort();
       await running;
     }
+  });
+
+  test('a failed consumer shows its state and last error', async () => {
+    const { store, schema } = await storeWithEvents(3);
+    const failing = store.consumer('breaks', {
+      query: Query.all(),
+      maxAttempts: 1,
+      handle: (event) => {
+        if (event.position === 2n) throw new Error('cannot handle\nevent 2');
+      },
+    });
+    await assert.rejects(failing.run(), /cannot handle/);
+    const table = await dses(['--schema', schema, 'consumers']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^breaks +1 +2 +failed +\S+ +Error: cannot handle event 2$/m);
+    const json = await dses(['--schema', schema, 'consumers', '--json']);
+    const [status] = JSON.parse(json.stdout) as { state: string; failedPosition: string; lastError: string }[];
+    assert.deepEqual([status!.state, status!.failedPosition, status!.lastError], ['failed', '2', 'Error: cannot handle\nevent 2']);
   });
 
   test('no consumers: nothing on stdout, a note on stderr; --json gives []', async () => {
