@@ -9,9 +9,9 @@ import { quoteSchemaName } from './identifiers.ts';
 import { loadMigrations } from './schema.ts';
 import { withConnection } from './admin.ts';
 
-export type VerifyCheck = 'schema' | 'migrations' | 'triggers' | 'functions' | 'indexes' | 'head' | 'positions' | 'ids' | 'tags';
+export type VerifyCheck = 'schema' | 'migrations' | 'triggers' | 'functions' | 'indexes' | 'head' | 'positions' | 'ids' | 'tags' | 'checkpoints';
 
-export const VERIFY_CHECKS: readonly VerifyCheck[] = ['schema', 'migrations', 'triggers', 'functions', 'indexes', 'head', 'positions', 'ids', 'tags'];
+export const VERIFY_CHECKS: readonly VerifyCheck[] = ['schema', 'migrations', 'triggers', 'functions', 'indexes', 'head', 'positions', 'ids', 'tags', 'checkpoints'];
 
 export interface VerifyProblem {
   check: VerifyCheck;
@@ -101,6 +101,7 @@ export async function verifyStore(connectionString: string, schema: string, opti
         for (const row of rows) problem('ids', `id ${row.id} is stored more than once, at positions ${row.positions.join(', ')}`);
         if (rows.length > 0 && BigInt(rows[0]!.total) > BigInt(rows.length)) problem('ids', `${rows[0]!.total} ids are stored more than once (the first ${rows.length} listed)`);
       }
+      await checkCheckpoints(client, quoted, catalog.tables, examples, problem);
       return { schema, events, head, problems };
     } finally {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -166,6 +167,36 @@ async function checkCatalog(client: pg.ClientBase, schema: string, quoted: strin
     for (const name of names) if (!indexRows.some((row) => row.name === name && row.table === table)) problem('indexes', `index ${quoted}.${name} on ${table} is missing`);
   }
   return { tables, validIndexes };
+}
+
+/**
+ * Consumer checkpoints and snapshots remember the id of the event at their position: one whose
+ * position holds no event or another event now (a store restored from an older backup) would
+ * be refused by the consumer, or not used, at run time; verify says so beforehand.
+ */
+async function checkCheckpoints(client: pg.ClientBase, quoted: string, tables: Set<string>, examples: number, problem: (check: VerifyCheck, message: string) => void): Promise<void> {
+  const mismatch = (remembered: string | null, stored: string | null, holder: string): string =>
+    stored === null ? 'but no event is stored there' : `but another event is stored there (${stored}; the ${holder} names ${remembered})`;
+  if (tables.has('consumers')) {
+    const { rows } = await client.query<{ name: string; position: string; remembered: string | null; stored: string | null }>(
+      `SELECT c.name, c.position, c.checkpoint_event_id::text AS remembered, e.id::text AS stored
+         FROM ${quoted}.consumers c LEFT JOIN ${quoted}.events e ON e.position = c.position
+        WHERE c.position > 0 AND (e.id IS NULL OR (c.checkpoint_event_id IS NOT NULL AND c.checkpoint_event_id <> e.id))
+        ORDER BY c.name LIMIT $1`,
+      [examples],
+    );
+    for (const row of rows) problem('checkpoints', `consumer ${JSON.stringify(row.name)} has processed up to position ${row.position}, ${mismatch(row.remembered, row.stored, 'checkpoint')}`);
+  }
+  if (tables.has('snapshots')) {
+    const { rows } = await client.query<{ name: string; version: number; position: string; remembered: string | null; stored: string | null }>(
+      `SELECT s.name, s.version, s.position, s.event_id::text AS remembered, e.id::text AS stored
+         FROM ${quoted}.snapshots s LEFT JOIN ${quoted}.events e ON e.position = s.position
+        WHERE s.position > 0 AND (e.id IS NULL OR (s.event_id IS NOT NULL AND s.event_id <> e.id))
+        ORDER BY s.name, s.version LIMIT $1`,
+      [examples],
+    );
+    for (const row of rows) problem('checkpoints', `snapshot ${JSON.stringify(row.name)} version ${row.version} is at position ${row.position}, ${mismatch(row.remembered, row.stored, 'snapshot')}: it is not used`);
+  }
 }
 
 interface ScanSettings {

@@ -79,7 +79,7 @@ describe('dses verify', () => {
     await runConsumerUntilCaughtUp(store, 'projector');
     const run = await dses(['--schema', schema, 'verify', '--range', '3']);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, new RegExp(`^ok: schema ${schema}: 7 events, head 7, 9 checks passed`));
+    assert.match(run.stdout, new RegExp(`^ok: schema ${schema}: 7 events, head 7, 10 checks passed`));
     assert.match(run.stderr, /scanned positions up to 7 of 7 \(100%\)/);
     const json = await dses(['--schema', schema, 'verify', '--json']);
     assert.equal(json.code, 0, json.stderr);
@@ -208,6 +208,19 @@ describe('dses verify', () => {
     const { schema, quoted } = await storeWithEvents(2);
     await damage(`DROP INDEX ${quoted}.events_type_position_idx`);
     await assertVerifyFinds(schema, [`indexes: index ${quoted}.events_type_position_idx on events is missing`]);
+  });
+
+  test('a consumer checkpoint beyond the stored events, and a snapshot whose event was replaced', async () => {
+    const { store, schema, quoted } = await storeWithEvents(4);
+    await runConsumerUntilCaughtUp(store, 'projector');
+    await damage(`UPDATE ${quoted}.consumers SET position = 9 WHERE name = 'projector';
+      INSERT INTO ${quoted}.snapshots (name, version, query_hash, position, event_id, state) VALUES ('counter', 1, 'h', 2, '00000000-0000-4000-8000-000000000000', '{}')`);
+    const id = await withClient(async (client) => (await client.query<{ id: string }>(`SELECT id::text AS id FROM ${quoted}.events WHERE position = 2`)).rows[0]!.id);
+    const run = await assertVerifyFinds(schema, [
+      'checkpoints: consumer "projector" has processed up to position 9, but no event is stored there',
+      `checkpoints: snapshot "counter" version 1 is at position 2, but another event is stored there (${id}; the snapshot names 00000000-0000-4000-8000-000000000000): it is not used`,
+    ]);
+    assert.equal(run.stdout.trim().split('\n').length, 2, run.stdout);
   });
 
   test('a missing migration row, and one newer than the library', async () => {
