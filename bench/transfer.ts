@@ -4,7 +4,7 @@
  * `dses import --preserve-positions` into a fresh schema and `dses import` (no flag) into
  * another, each a child process under /usr/bin/time -v (for its peak RSS).
  *
- *   npm run bench:transfer -- [--events 1000000] [--tcp] [--keep-file]
+ *   npm run bench:transfer -- [--events 1000000] [--import-batch-size 1000] [--tcp] [--keep-file]
  *
  * The import rates are given twice: over the child's whole life (node and tsx start-up
  * included) and as the command reports it itself (from its first batch to its last commit).
@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { EventStore, Query, type EventInput } from '../src/index.ts';
 import { startBenchServer, withAdminClient } from './server.ts';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '1000000' }, tcp: { type: 'boolean', default: false }, 'keep-file': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { events: { type: 'string', default: '1000000' }, tcp: { type: 'boolean', default: false }, 'keep-file': { type: 'boolean', default: false }, 'import-batch-size': { type: 'string' } } });
 const events = Number(values.events);
 if (!Number.isSafeInteger(events) || events < 1000) throw new Error(`--events must be an integer of at least 1000, got ${values.events}`);
 
@@ -86,7 +86,7 @@ try {
 
   for (const [schema, flags, name] of [[schemas.restored, ['--preserve-positions'], 'dses import --preserve-positions'], [schemas.migrated, [], 'dses import (no flag)']] as const) {
     await (await migrated(schema)).close();
-    const run = await dses(['--schema', schema, 'import', ...flags, file]);
+    const run = await dses(['--schema', schema, 'import', ...flags, ...(values['import-batch-size'] ? ['--batch-size', values['import-batch-size']] : []), file]);
     const store = await EventStore.connect({ connectionString: url, schema, migrate: false, telemetry: false });
     const head = await store.head();
     const last = (await store.read(Query.all(), { backwards: true, limit: 1 })).events[0];
