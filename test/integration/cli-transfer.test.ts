@@ -258,3 +258,19 @@ test('an export written to stdout imports back', async () => {
   await ok(['--schema', schema, 'import', '--preserve-positions', small]);
   assert.deepEqual((await eventsOf(schema)).events, sourceEvents.slice(0, 3));
 });
+
+test('a bad line in a later batch: the batches before it are written, nothing of its own', async () => {
+  const lines = readFileSync(exportFile, 'utf8').split('\n').slice(0, 5);
+  for (const flags of [['--preserve-positions'], []]) {
+    const schema = await freshSchema();
+    const input = `${[lines[0], lines[1], lines[2], '{"position":', lines[4]].join('\n')}\n`;
+    const run = await dses(['--schema', schema, 'import', ...flags, '--batch-size', '2', '-'], { input });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /line 4: not valid JSON/);
+    assert.equal(await headOf(schema), 2n, `${flags.join(' ')}: lines 1 and 2 written, not line 3 of the bad batch`);
+    // Fixed, the same command resumes after line 2.
+    const fixed = await ok(['--schema', schema, 'import', ...flags, '--batch-size', '2', '-'], `${lines.join('\n')}\n`);
+    assert.match(fixed.stderr, /3 events .*skipped 2 already/);
+    assert.equal(await headOf(schema), 5n);
+  }
+});

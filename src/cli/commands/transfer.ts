@@ -302,35 +302,43 @@ async function restore(connection: TransferConnection, input: Input, batchSize: 
   let pending: Promise<void> | undefined;
   let firstPosition: bigint | undefined;
   let lastPosition = head.position;
-  for await (const batch of batchesOf(input, batchSize, true)) {
-    firstPosition ??= batch[0]!.position;
-    if (firstPosition > head.position + 1n) {
-      throw usage(
-        head.position === 0n
-          ? `line ${batch[0]!.line}: the file starts at position ${firstPosition}, but a restore into an empty store starts at 1 (was it exported with --after or --query?)`
-          : `the store has events up to position ${head.position} and the file starts at ${firstPosition}: --preserve-positions only resumes the same file; import without it to append`,
-      );
-    }
-    let rest = batch;
-    if (batch[0]!.position <= head.position) {
-      const atHead = batch.find((event) => event.position === head.position);
-      if (atHead !== undefined) {
-        if (atHead.id !== head.id) {
-          throw usage(`line ${atHead.line}: the store's event at its head (position ${head.position}) has id ${head.id}, the file's has ${atHead.id}: not a resumption of this file; --preserve-positions needs an empty store`);
-        }
-        checkedHead = true;
+  try {
+    for await (const batch of batchesOf(input, batchSize, true)) {
+      firstPosition ??= batch[0]!.position;
+      if (firstPosition > head.position + 1n) {
+        throw usage(
+          head.position === 0n
+            ? `line ${batch[0]!.line}: the file starts at position ${firstPosition}, but a restore into an empty store starts at 1 (was it exported with --after or --query?)`
+            : `the store has events up to position ${head.position} and the file starts at ${firstPosition}: --preserve-positions only resumes the same file; import without it to append`,
+        );
       }
-      rest = batch.filter((event) => event.position > head.position);
-      skipped += batch.length - rest.length;
+      let rest = batch;
+      if (batch[0]!.position <= head.position) {
+        const atHead = batch.find((event) => event.position === head.position);
+        if (atHead !== undefined) {
+          if (atHead.id !== head.id) {
+            throw usage(`line ${atHead.line}: the store's event at its head (position ${head.position}) has id ${head.id}, the file's has ${atHead.id}: not a resumption of this file; --preserve-positions needs an empty store`);
+          }
+          checkedHead = true;
+        }
+        rest = batch.filter((event) => event.position > head.position);
+        skipped += batch.length - rest.length;
+      }
+      if (rest.length === 0) continue;
+      if (!checkedHead) {
+        throw usage(`the store has events up to position ${head.position} and the file starts at ${firstPosition}, after it: the store's event at its head cannot be checked against the file; --preserve-positions only resumes the same file`);
+      }
+      if (pending) await pending;
+      pending = connection.restore(rest);
+      pending.catch(() => undefined);
+      written += rest.length;
+      lastPosition = rest.at(-1)!.position;
+      progress.update(input.bytesRead(), written + skipped);
     }
-    if (rest.length === 0) continue;
-    if (!checkedHead) throw new Error('unreachable: the file reached past the head without passing it');
-    if (pending) await pending;
-    pending = connection.restore(rest);
-    pending.catch(() => undefined);
-    written += rest.length;
-    lastPosition = rest.at(-1)!.position;
-    progress.update(input.bytesRead(), written + skipped);
+  } catch (error) {
+    // The batch in flight was good: it commits before the command ends with the bad line's error.
+    await pending?.catch(() => undefined);
+    throw error;
   }
   if (pending) await pending;
   if (firstPosition !== undefined && !checkedHead) {
@@ -352,30 +360,35 @@ async function migrate(connection: TransferConnection, append: Append, input: In
   let skipped = 0;
   let pending: Promise<unknown> | undefined;
   let lastPosition: bigint | undefined;
-  for await (const batch of batchesOf(input, batchSize, false)) {
-    let rest = batch;
-    if (resuming) {
-      const stored = await connection.storedIds(batch.map((event) => event.id));
-      if (stored.size > 0) {
-        rest = batch.filter((event) => !stored.has(event.id));
-        skipped += batch.length - rest.length;
+  try {
+    for await (const batch of batchesOf(input, batchSize, false)) {
+      let rest = batch;
+      if (resuming) {
+        const stored = await connection.storedIds(batch.map((event) => event.id));
+        if (stored.size > 0) {
+          rest = batch.filter((event) => !stored.has(event.id));
+          skipped += batch.length - rest.length;
+        }
+        if (rest.length > 0) resuming = false;
       }
-      if (rest.length > 0) resuming = false;
+      if (rest.length === 0) continue;
+      const events: EventInput[] = rest.map((event) => ({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: event.metadata, occurredAt: new Date(event.occurredAt) }));
+      if (pending) await pending;
+      const lines = `lines ${rest[0]!.line} to ${rest.at(-1)!.line}`;
+      pending = append(events).then(
+        ({ position }) => (lastPosition = position),
+        (error: unknown) => {
+          if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(`${lines}: ${error.message}`);
+          throw error;
+        },
+      );
+      pending.catch(() => undefined);
+      written += rest.length;
+      progress.update(input.bytesRead(), written + skipped);
     }
-    if (rest.length === 0) continue;
-    const events: EventInput[] = rest.map((event) => ({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: event.metadata, occurredAt: new Date(event.occurredAt) }));
-    if (pending) await pending;
-    const lines = `lines ${rest[0]!.line} to ${rest.at(-1)!.line}`;
-    pending = append(events).then(
-      ({ position }) => (lastPosition = position),
-      (error: unknown) => {
-        if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(`${lines}: ${error.message}`);
-        throw error;
-      },
-    );
-    pending.catch(() => undefined);
-    written += rest.length;
-    progress.update(input.bytesRead(), written + skipped);
+  } catch (error) {
+    await pending?.catch(() => undefined);
+    throw error;
   }
   if (pending) await pending;
   return { text: `imported ${written} events${lastPosition === undefined ? '' : ` (head ${lastPosition})`}${skipped > 0 ? `, skipped ${skipped} already imported` : ''}`, events: written };
