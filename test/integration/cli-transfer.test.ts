@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { Query, type EventInput, type EventStore, type SequencedEvent } from '../../src/index.ts';
 import { connectToSchema, createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient } from '../helpers.ts';
 
-// 20,000 events (DSES_TRANSFER_TEST_EVENTS to change it): 100,000 took 3.5 minutes on the shared
+// 20,000 events (DSES_TRANSFER_TEST_EVENTS to change it): 100,000 took 1.8 to 3.5 minutes on the shared
 // 2-core machine, most of it spent starting child processes and comparing events; the sizes
 // that matter for speed and memory are in bench/transfer.ts.
 const EVENTS = Number(process.env.DSES_TRANSFER_TEST_EVENTS ?? 20_000);
