@@ -44,7 +44,7 @@ export class TransferConnection {
     this.#schema = schema;
   }
 
-  /** Connects; fails with `undefined` schema check left to the caller (see migrated()). */
+  /** Connects (whether the schema holds a store is for migrated() to say). */
   static async open(connectionString: string, schema: string): Promise<TransferConnection> {
     const quoted = quoteSchemaName(schema);
     const client = new pg.Client({ connectionString, application_name: 'dses import', connectionTimeoutMillis: 10_000 });
