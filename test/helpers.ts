@@ -131,3 +131,18 @@ export function keepEventLoopAliveDuringTests(): void {
   });
   after(() => clearInterval(timer));
 }
+
+/**
+ * Holds the append lock (the head row of `schema`) on a connection of its own until the returned
+ * function releases it: appends then wait in flight, as behind a long one.
+ */
+export async function holdAppendLock(schema: string): Promise<() => Promise<void>> {
+  const client = new pg.Client({ connectionString: databaseUrl() });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT position FROM "${schema}".head FOR UPDATE`);
+  return async () => {
+    await client.query('ROLLBACK').catch(() => undefined);
+    await client.end();
+  };
+}

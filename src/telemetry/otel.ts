@@ -141,8 +141,6 @@ export class Telemetry {
   readonly #spanBase: Api.Attributes;
   /** On every metric point (low cardinality). */
   readonly #metricBase: Api.Attributes;
-  /** On the spans that are not database calls (execute, consumer.handle): db.* would make service graphs count them as such. */
-  readonly #innerBase: Api.Attributes;
   readonly #gaugeSource: GaugeSource;
   /** Running consumers of this store: name -> checkpoint. */
   readonly #consumers = new Map<object, { name: string; checkpoint: () => bigint | undefined }>();
@@ -164,7 +162,6 @@ export class Telemetry {
     };
     const base = { [ATTRIBUTE.schema]: identity.schema };
     this.#metricBase = base;
-    this.#innerBase = base;
     this.#gaugeSource = {
       pools: () =>
         sources.pools().flatMap((pool) =>
@@ -301,7 +298,7 @@ export class Telemetry {
   /** Runs an execute inside its span (INTERNAL), so that its reads and appends are children. */
   async execute<T extends { attempts: number; position: bigint | undefined; events: readonly unknown[] }>(run: () => Promise<T>, attemptsOf: (error: unknown) => number | undefined): Promise<T> {
     const api = this.#api;
-    const span = this.#tracer.startSpan(SPAN.execute, { kind: api.SpanKind.INTERNAL, attributes: { ...this.#innerBase } });
+    const span = this.#tracer.startSpan(SPAN.execute, { kind: api.SpanKind.INTERNAL, attributes: { ...this.#metricBase } }); // not a database call: no db.* (service graphs would count it as one)
     try {
       const result = await api.context.with(api.trace.setSpan(api.context.active(), span), run);
       span.setAttribute(ATTRIBUTE.executeAttempts, result.attempts);
@@ -338,7 +335,7 @@ export class Telemetry {
       SPAN.consumerHandle,
       {
         kind: api.SpanKind.CONSUMER,
-        attributes: { [ATTRIBUTE.consumerName]: consumer, [ATTRIBUTE.position]: position.toString(), ...this.#innerBase },
+        attributes: { [ATTRIBUTE.consumerName]: consumer, [ATTRIBUTE.position]: position.toString(), ...this.#metricBase },
         ...(producer && { links: [{ context: producer }] }),
       },
       parent,

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { AppendOutcomeUnknownError, ConsumerFailedError, EventStore, Query, QueryItem, type EventStoreOptions } from '../../src/index.ts';
-import { databaseUrl, dropSchema, keepEventLoopAliveDuringTests, uniqueSchemaName } from '../helpers.ts';
+import { databaseUrl, dropSchema, holdAppendLock, keepEventLoopAliveDuringTests, uniqueSchemaName } from '../helpers.ts';
 import { recordingLogger, type LogRecord } from './fixtures/replication.ts';
 
 keepEventLoopAliveDuringTests();
@@ -48,17 +48,6 @@ async function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_00
   }
 }
 
-/** Holds the append lock on a connection of its own until released. */
-async function holdAppendLock(): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT position FROM "${schema}".head FOR UPDATE`);
-  return async () => {
-    await client.query('ROLLBACK').catch(() => undefined);
-    await client.end();
-  };
-}
 
 describe('log records', { timeout: 120_000 }, () => {
   test('migrations applied to a fresh schema: one info record listing them; none when the schema is current', async () => {
@@ -96,7 +85,7 @@ describe('log records', { timeout: 120_000 }, () => {
   });
 
   test('a connection lost with an append in flight: a warn record for the resend, and the append succeeds once', async () => {
-    const release = await holdAppendLock();
+    const release = await holdAppendLock(schema);
     const records = await during(async () => {
       const appending = store.append({ type: 'Resent', data: {} });
       // The append waits for the lock on its connection: end that backend.
@@ -122,7 +111,7 @@ describe('log records', { timeout: 120_000 }, () => {
   });
 
   test('an append whose outcome is unknown: a warn record with its event ids and the reason', async () => {
-    const release = await holdAppendLock();
+    const release = await holdAppendLock(schema);
     let error: unknown;
     const id = '01890a5d-ac96-774b-bcce-b302099a8099';
     const records = await during(async () => {

@@ -32,7 +32,7 @@ import {
 import { loadMigrations, migrationsTableSql, renderMigration } from '../../src/postgres/schema.ts';
 import { ATTRIBUTE, METRIC, SPAN, TRACEPARENT_KEY } from '../../src/telemetry/names.ts';
 import { FaultProxy } from '../faults/proxy.ts';
-import { databaseUrl, dropSchema, keepEventLoopAliveDuringTests, uniqueSchemaName, withClient } from '../helpers.ts';
+import { databaseUrl, dropSchema, holdAppendLock, keepEventLoopAliveDuringTests, uniqueSchemaName, withClient } from '../helpers.ts';
 import { carriesAppend, within } from './fixtures/appends.ts';
 import { recordTelemetry, traceparentOf } from './fixtures/otel.ts';
 
@@ -98,17 +98,6 @@ async function functionDefinition(client: pg.ClientBase, name: string): Promise<
   return rows[0]!.definition;
 }
 
-/** Holds the append lock (the head row) on a connection of its own until released. */
-async function holdAppendLock(name: string): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT position FROM "${name}".head FOR UPDATE`);
-  return async () => {
-    await client.query('ROLLBACK');
-    await client.end();
-  };
-}
 
 /** Knows the spans started and not yet ended. */
 class OpenSpans implements SpanProcessor {

@@ -24,7 +24,7 @@ import {
 } from '../../src/index.ts';
 import { ATTRIBUTE, METRIC, SPAN, TRACEPARENT_KEY } from '../../src/telemetry/names.ts';
 import { ATTEMPT_BUCKETS, COMMAND_BUCKETS, DURATION_BUCKETS_S } from '../../src/telemetry/otel.ts';
-import { databaseUrl, dropSchema, uniqueSchemaName } from '../helpers.ts';
+import { databaseUrl, dropSchema, holdAppendLock, uniqueSchemaName } from '../helpers.ts';
 import { recordTelemetry, traceparentOf } from './fixtures/otel.ts';
 import { recordingLogger } from './fixtures/replication.ts';
 
@@ -85,17 +85,6 @@ function exceptionOf(span: ReadableSpan): Record<string, unknown> | undefined {
   return span.events.find((event) => event.name === 'exception')?.attributes;
 }
 
-/** Holds the append lock (the head row) on a connection of its own until released. */
-async function holdAppendLock(): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: databaseUrl() });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT position FROM "${schema}".head FOR UPDATE`);
-  return async () => {
-    await client.query('ROLLBACK');
-    await client.end();
-  };
-}
 
 describe('spans', () => {
   test('append: eventstore.append (CLIENT), child of the active span, with the database conventions and every append attribute', async () => {
@@ -157,7 +146,7 @@ describe('spans', () => {
   });
 
   test('an append aborted while it waits for the lock: outcome aborted, status ERROR with the exception', async () => {
-    const release = await holdAppendLock();
+    const release = await holdAppendLock(schema);
     try {
       const controller = new AbortController();
       const { result, spans } = await traced(async () => {
@@ -176,7 +165,7 @@ describe('spans', () => {
   });
 
   test('an append whose answer does not come in time: outcome unknown, status ERROR with the exception', async () => {
-    const release = await holdAppendLock();
+    const release = await holdAppendLock(schema);
     let result: unknown;
     try {
       ({ result } = await traced(() => store.append({ type: 'Unknown', data: {} }, undefined, { timeoutMs: 1500 }).catch((error: unknown) => error)));
@@ -192,7 +181,7 @@ describe('spans', () => {
   });
 
   test('concurrent appends that share one database call say so in eventstore.batch.commands', async () => {
-    const release = await holdAppendLock();
+    const release = await holdAppendLock(schema);
     let appending: Promise<unknown>;
     const { spans } = await traced(async () => {
       // The first waits for the lock in flight; the next 5 queue behind it and go as one batch.
