@@ -4,6 +4,11 @@ import type { SequencedEvent } from '../events.ts';
 
 /** The export format, exactly: position, id, type, tags, data, metadata, occurredAt, recordedAt. */
 export function eventJson(event: SequencedEvent): string {
+  return exportLine(event, event.occurredAt.toISOString(), event.recordedAt.toISOString());
+}
+
+/** eventJson with the timestamps given as text (an export's, exact to the microsecond). */
+export function exportLine(event: Omit<SequencedEvent, 'occurredAt' | 'recordedAt'>, occurredAt: string, recordedAt: string): string {
   return JSON.stringify({
     position: event.position.toString(),
     id: event.id,
@@ -11,8 +16,8 @@ export function eventJson(event: SequencedEvent): string {
     tags: event.tags,
     data: event.data,
     metadata: event.metadata,
-    occurredAt: event.occurredAt.toISOString(),
-    recordedAt: event.recordedAt.toISOString(),
+    occurredAt,
+    recordedAt,
   });
 }
 

@@ -38,9 +38,14 @@ export class Progress {
     }
   }
 
-  /** Ends the bar; `summary` (when given) is the last line, `events` the final count. */
+  /**
+   * Ends the bar. `summary` is given when the work is complete: the bar is drawn full (the last
+   * update may have been a chunk short of the end), and the summary is the last line; `events`
+   * is the final count.
+   */
   stop(summary?: string, events = this.#events): void {
     this.#events = events;
+    if (this.#bar && summary !== undefined) this.#bar.update(this.#bar.getTotal(), { events, rate: this.#rate() });
     this.#bar?.stop();
     if (summary !== undefined) say(`${summary} in ${((Date.now() - this.#startedAt) / 1000).toFixed(1)} s (${this.#rate()} events/s)`);
   }

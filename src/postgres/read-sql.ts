@@ -12,13 +12,22 @@ export interface ReadBounds {
 }
 
 /**
+ * occurred_at and recorded_at as the store reads them (timestamptz, a Date with milliseconds), or
+ * as exact text for an export: ISO 8601 in UTC with all six fractional digits, e.g.
+ * `2026-12-02T15:28:02.123456Z` (recorded_at is the server's clock, to the microsecond).
+ */
+export type TimestampColumns = 'date' | 'text';
+
+const ISO_MICROSECONDS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
+
+/**
  * Builds the read statement for a query. The text depends only on the query's structure (which
  * parts each item has); every value is a bound parameter.
  *
  * Events and head come from one statement, hence one snapshot: because appends update the head
  * in the same transaction as they insert, that snapshot holds every event up to the head.
  */
-export function buildReadStatement(schema: string, query: InternalQuery, bounds: ReadBounds): ReadStatement {
+export function buildReadStatement(schema: string, query: InternalQuery, bounds: ReadBounds, timestamps: TimestampColumns = 'date'): ReadStatement {
   const values: unknown[] = [];
   const bind = (value: unknown, cast: string): string => {
     values.push(value);
@@ -55,10 +64,14 @@ export function buildReadStatement(schema: string, query: InternalQuery, bounds:
   if (query.until) conditions.push(`e.occurred_at <= ${bind(query.until, 'timestamptz')}`);
   const direction = bounds.backwards ? 'DESC' : 'ASC';
   const limit = bounds.limit === undefined ? '' : ` LIMIT ${bind(bounds.limit, 'bigint')}`;
+  const times =
+    timestamps === 'date'
+      ? 'e.occurred_at, e.recorded_at'
+      : `to_char(e.occurred_at AT TIME ZONE 'UTC', ${ISO_MICROSECONDS}) AS occurred_at, to_char(e.recorded_at AT TIME ZONE 'UTC', ${ISO_MICROSECONDS}) AS recorded_at`;
   const text =
     `SELECT h.position AS head, e.position, e.id, e.type, e.tags, e.data, e.metadata, e.occurred_at, e.recorded_at ` +
     `FROM ${schema}.head h LEFT JOIN LATERAL (` +
-    `SELECT e.position, e.id, e.type, e.tags, e.data, e.metadata, e.occurred_at, e.recorded_at FROM ${schema}.events e ` +
+    `SELECT e.position, e.id, e.type, e.tags, e.data, e.metadata, ${times} FROM ${schema}.events e ` +
     `WHERE ${conditions.join(' AND ')} ORDER BY e.position ${direction}${limit}) e ON true ` +
     `ORDER BY e.position ${direction}`;
   return { text, values };

@@ -3,7 +3,9 @@
 // recorded_at, which append_batch never does (it assigns both under the head lock), so it has a
 // path of its own here; it takes the same head lock, so it is safe next to running appends.
 import pg from 'pg';
+import type { InternalQuery } from '../query.ts';
 import { quoteSchemaName } from './identifiers.ts';
+import { buildReadStatement } from './read-sql.ts';
 
 /** One event as a restore writes it: every column, exactly as exported. */
 export interface RestoreEvent {
@@ -16,6 +18,35 @@ export interface RestoreEvent {
   /** ISO 8601 strings, passed through to timestamptz unchanged. */
   occurredAt: string;
   recordedAt: string;
+}
+
+/**
+ * One event as an export writes it: the timestamps exact, as ISO 8601 text in UTC with
+ * milliseconds when that is all they have, else microseconds (recorded_at, the server's clock).
+ */
+export interface ExportEvent extends RestoreEvent {}
+
+/** A page of an export, and the head in the same snapshot. */
+export interface ExportPage {
+  events: ExportEvent[];
+  head: bigint;
+}
+
+interface ExportRow {
+  head: string;
+  position: string | null;
+  id: string;
+  type: string;
+  tags: string[];
+  data: unknown;
+  metadata: Record<string, unknown>;
+  occurred_at: string;
+  recorded_at: string;
+}
+
+/** `2026-12-02T15:28:02.123000Z` -> `2026-12-02T15:28:02.123Z` (what Date#toISOString writes); microseconds kept otherwise. */
+function shortest(timestamp: string): string {
+  return timestamp.endsWith('000Z') ? `${timestamp.slice(0, -4)}Z` : timestamp;
 }
 
 /** The head's position, and the id of the event there (undefined for an empty store). */
@@ -45,9 +76,9 @@ export class TransferConnection {
   }
 
   /** Connects (whether the schema holds a store is for migrated() to say). */
-  static async open(connectionString: string, schema: string): Promise<TransferConnection> {
+  static async open(connectionString: string, schema: string, applicationName: string): Promise<TransferConnection> {
     const quoted = quoteSchemaName(schema);
-    const client = new pg.Client({ connectionString, application_name: 'dses import', connectionTimeoutMillis: 10_000 });
+    const client = new pg.Client({ connectionString, application_name: applicationName, connectionTimeoutMillis: 10_000 });
     client.on('error', () => undefined);
     await client.connect();
     return new TransferConnection(client, quoted);
@@ -57,6 +88,31 @@ export class TransferConnection {
   async migrated(): Promise<boolean> {
     const { rows } = await this.#client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [`${this.#schema}.head`]);
     return rows[0]!.present;
+  }
+
+  /**
+   * The events matching `query` after `after`, at most `limit`, in position order, with the
+   * timestamps exact (the store's read gives Dates, which keep only milliseconds). The same
+   * statement as a read (buildReadStatement), so the same indexes serve it.
+   */
+  async exportPage(query: InternalQuery, after: bigint, limit: number): Promise<ExportPage> {
+    const statement = buildReadStatement(this.#schema, query, { after, limit, backwards: false }, 'text');
+    const { rows } = await this.#client.query<ExportRow>(statement.text, statement.values);
+    const events: ExportEvent[] = [];
+    for (const row of rows) {
+      if (row.position === null) continue;
+      events.push({
+        position: BigInt(row.position),
+        id: row.id,
+        type: row.type,
+        tags: row.tags,
+        data: row.data,
+        metadata: row.metadata,
+        occurredAt: shortest(row.occurred_at),
+        recordedAt: shortest(row.recorded_at),
+      });
+    }
+    return { events, head: BigInt(rows[0]!.head) };
   }
 
   async headEvent(): Promise<HeadEvent> {

@@ -8,9 +8,10 @@ import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Command } from 'commander';
 import type { EventInput } from '../../events.ts';
+import type { InternalQuery } from '../../query.ts';
 import { EventStoreError } from '../../errors.ts';
 import { TransferConnection, type RestoreEvent } from '../../postgres/transfer.ts';
-import { eventJson } from '../format.ts';
+import { exportLine } from '../format.ts';
 import { CliError, EXIT, connectionStringOf, parsePosition, parsePositiveInteger, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
 import { Progress } from '../progress.ts';
 import { queryOf } from './events.ts';
@@ -56,30 +57,14 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
       const until = flags.until === undefined ? undefined : parsePosition('--until', flags.until);
       const batchSize = parsePositiveInteger('--batch-size', flags.batchSize ?? String(DEFAULT_BATCH));
       if (until !== undefined && until < after) throw usage(`--until (${until}) is before --after (${after})`);
-      await withStore(globals(), async (store) => {
-        const head = await store.head();
-        const end = until !== undefined && until < head ? until : head;
-        const output = openOutput(flags.output);
-        const progress = new Progress('export', end > after ? Number(end - after) : undefined);
-        let count = 0;
-        let chunk = '';
-        try {
-          for await (const event of store.stream(query, { after, batchSize })) {
-            if (until !== undefined && event.position > until) break;
-            chunk += `${eventJson(event)}\n`;
-            count += 1;
-            if (chunk.length >= WRITE_CHUNK) {
-              await output.write(chunk);
-              chunk = '';
-              progress.update(Number(event.position - after), count);
-            }
-          }
-          if (chunk !== '') await output.write(chunk);
-          await output.end();
-        } finally {
-          progress.stop(`exported ${count} events${flags.output === undefined ? '' : ` to ${flags.output}`}`, count);
-        }
-      });
+      const options = globals();
+      const connection = await TransferConnection.open(connectionStringOf(options), options.schema, 'dses export');
+      try {
+        if (!(await connection.migrated())) throw notMigrated(options.schema);
+        await exportEvents(connection, query.toInternal(), after, until, batchSize, flags.output);
+      } finally {
+        await connection.close();
+      }
     });
 
   program
@@ -92,9 +77,9 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
       const batchSize = parsePositiveInteger('--batch-size', flags.batchSize ?? String(DEFAULT_IMPORT_BATCH));
       if (file === '-' && process.stdin.isTTY) throw usage('import - reads the export from stdin: pipe it in, or give a file');
       const options = globals();
-      const connection = await TransferConnection.open(connectionStringOf(options), options.schema);
+      const connection = await TransferConnection.open(connectionStringOf(options), options.schema, 'dses import');
       try {
-        if (!(await connection.migrated())) throw new CliError(`schema ${options.schema} has no event store: run \`dses migrate --schema ${options.schema}\` first`, EXIT.failure, 'NOT_MIGRATED');
+        if (!(await connection.migrated())) throw notMigrated(options.schema);
         const input = openInput(file);
         const progress = new Progress('import', input.total);
         let summary: { text: string; events: number } | undefined;
@@ -109,6 +94,51 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
         await connection.close();
       }
     });
+}
+
+function notMigrated(schema: string): CliError {
+  return new CliError(`schema ${schema} has no event store: run \`dses migrate --schema ${schema}\` first`, EXIT.failure, 'NOT_MIGRATED');
+}
+
+/**
+ * Pages through the events after `after` up to the head of the first page (or `until`), the next
+ * page read while this one is written out. Pages are keyed by position, not a transaction, so a
+ * long export holds back no vacuum; positions become visible in order (appends take the head
+ * lock), so no page can miss an event below the head it saw.
+ */
+async function exportEvents(connection: TransferConnection, query: InternalQuery, after: bigint, until: bigint | undefined, batchSize: number, file: string | undefined): Promise<void> {
+  let page = await connection.exportPage(query, after, batchSize);
+  const end = until !== undefined && until < page.head ? until : page.head;
+  const output = openOutput(file);
+  const progress = new Progress('export', end > after ? Number(end - after) : undefined);
+  let count = 0;
+  let chunk = '';
+  let done = false;
+  try {
+    for (;;) {
+      const last = page.events.at(-1)?.position;
+      const next = last !== undefined && last < end && page.events.length === batchSize ? connection.exportPage(query, last, batchSize) : undefined;
+      // A prefetch that fails while this page is written out is reported when awaited.
+      next?.catch(() => undefined);
+      for (const event of page.events) {
+        if (event.position > end) break;
+        chunk += `${exportLine(event, event.occurredAt, event.recordedAt)}\n`;
+        count += 1;
+        if (chunk.length >= WRITE_CHUNK) {
+          await output.write(chunk);
+          chunk = '';
+          progress.update(Number(event.position - after), count);
+        }
+      }
+      if (next === undefined) break;
+      page = await next;
+    }
+    if (chunk !== '') await output.write(chunk);
+    await output.end();
+    done = true;
+  } finally {
+    progress.stop(done ? `exported ${count} events${file === undefined ? '' : ` to ${file}`}` : undefined, count);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
