@@ -1,6 +1,7 @@
 // dses: the command line for the people who run the store. Commands live in commands/*.ts; this
 // file wires them to commander, and turns every failure into one line on stderr and the
 // documented exit code (see EXIT in context.ts).
+import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, describeFailure, type GlobalOptions } from './context.ts';
 import { registerSetup } from './commands/setup.ts';
@@ -8,9 +9,21 @@ import { registerEvents } from './commands/events.ts';
 import { registerTransfer } from './commands/transfer.ts';
 import { registerInspect } from './commands/inspect.ts';
 
+/** The package's version: package.json is two levels up from src/cli, three from dist/src/cli. */
+function packageVersion(): string {
+  for (const relative of ['../../package.json', '../../../package.json']) {
+    const file = new URL(relative, import.meta.url);
+    if (!existsSync(file)) continue;
+    const json = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+    if (json.name === 'dynamic-streams-eventstore' && json.version) return json.version;
+  }
+  return 'unknown';
+}
+
 export function buildProgram(): Command {
   const program = new Command('dses')
     .description('dynamic-streams-eventstore: a DCB event store on PostgreSQL')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .addOption(new Option('--url <url>', 'PostgreSQL connection string (default: DATABASE_URL)'))
     .addOption(new Option('--schema <schema>', 'the store\'s schema').default('eventstore'))
     .showHelpAfterError('(run with --help for usage)')
@@ -32,8 +45,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and version are not failures; every other parse error is a usage error (commander printed it).
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version' ? EXIT.ok : EXIT.usage;
+      // Asked-for help and the version are not failures; help shown because no command was given,
+      // and every parse error, are usage errors (commander printed them, on stderr).
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     const { exitCode, line } = describeFailure(error);
     process.stderr.write(`${line}\n`);

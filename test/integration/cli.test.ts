@@ -3,7 +3,7 @@
 // consumers: cli-inspect.test.ts.)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -79,10 +79,16 @@ async function storeWith(events: { type: string; tags?: string[]; data: unknown 
 }
 
 describe('dses', { timeout: 120_000 }, () => {
-  test('--help lists the commands (exit 0); an unknown command or flag is a usage error (exit 2)', async () => {
-    const help = await dses(['--help']);
+  test('--help lists the commands (exit 0); no command, an unknown command or flag is a usage error (exit 2)', async () => {
+    const [help, version, none] = await Promise.all([dses(['--help']), dses(['--version']), dses([])]);
     assert.equal(help.code, 0);
-    for (const command of ['dev', 'migrate', 'schema', 'append', 'read', 'tail']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
+    for (const command of ['dev', 'migrate', 'schema', 'append', 'read', 'tail', 'export', 'import', 'verify', 'stats', 'consumers']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
+    assert.equal(version.code, 0);
+    assert.equal(version.stdout, `${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+    // No command: the help, on stderr (stdout stays clean for a pipe), as a usage error.
+    assert.equal(none.code, 2);
+    assert.equal(none.stdout, '');
+    assert.match(none.stderr, /Usage: dses/);
     const unknownFlag = await dses(['read', '--bogus']);
     assert.equal(unknownFlag.code, 2);
     assert.match(unknownFlag.stderr, /unknown option '--bogus'/);
