@@ -2,8 +2,8 @@
 // DATABASE_URL, or else an embedded PostgreSQL 17 started here (own port, own data directory
 // under os.tmpdir()) and stopped afterwards. Pass file paths to run only those.
 // The last line printed is `N passed, N failed`; the exit code is non-zero on any failure.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../src/index.ts';
@@ -26,6 +26,21 @@ if (needsDatabase && !env.DATABASE_URL) {
   env.DATABASE_URL = server.connectionString;
 }
 
+// The CLI tests spawn dses a hundred times or more. Compiled once here (as `npm run build` does,
+// without declarations), each process starts in about 0.3 s instead of 0.8 to 1.5 s through tsx;
+// the compiled CLI is also what an installed package runs. Inside node_modules, so that its
+// imports resolve; removed at the end. test/cli.ts falls back to bin/dses.js (the sources)
+// when DSES_CLI_MAIN is not set.
+let cliBuild: string | undefined;
+if (files.some((file) => /(^|\/)cli[^/]*\.test\.ts$/.test(file))) {
+  cliBuild = join('node_modules', '.cache', `dses-cli-${process.pid}`);
+  mkdirSync(cliBuild, { recursive: true });
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json', '--outDir', join(cliBuild, 'dist'), '--declaration', 'false', '--declarationMap', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  cpSync('src/postgres/migrations', join(cliBuild, 'dist/src/postgres/migrations'), { recursive: true });
+  copyFileSync('package.json', join(cliBuild, 'package.json'));
+  env.DSES_CLI_MAIN = join(process.cwd(), cliBuild, 'dist/src/cli/main.js');
+}
+
 const reportDirectory = mkdtempSync(join(tmpdir(), 'dses-report-'));
 const tapFile = join(reportDirectory, 'report.tap');
 const child = spawn(
@@ -35,6 +50,7 @@ const child = spawn(
 );
 const code: number = await new Promise((resolve) => child.on('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0))));
 await server?.stop();
+if (cliBuild) rmSync(cliBuild, { recursive: true, force: true });
 
 const tap = readFileSync(tapFile, 'utf8');
 rmSync(reportDirectory, { recursive: true, force: true });

@@ -4,33 +4,11 @@
 // the way) and checks that verify reports exactly that damage, so that each test fails if the
 // check behind it is removed. The clean tests make sure nothing is reported on an intact store.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Query, type EventStore, type SequencedEvent } from '../../src/index.ts';
 import { createTestStore, uniqueSchemaName, withClient } from '../helpers.ts';
 import { waitFor } from './fixtures/backends.ts';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `dses <args>` to its end; stdout and stderr are pipes (no TTY: plain progress lines). */
-function dses(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/dses.js', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { dses, type Run } from '../cli.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {

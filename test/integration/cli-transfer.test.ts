@@ -7,42 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
-import { Query, type EventInput, type EventStore, type SequencedEvent } from '../../src/index.ts';
+import { Query, type EventInput, type EventStore } from '../../src/index.ts';
 import { connectToSchema, createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient } from '../helpers.ts';
+import { ROOT, dses, dsesCommand, type Run } from '../cli.ts';
 
-// 20,000 events (DSES_TRANSFER_TEST_EVENTS to change it): 100,000 took 1.8 to 3.5 minutes on the shared
-// 2-core machine, most of it spent starting child processes and comparing events; the sizes
-// that matter for speed and memory are in bench/transfer.ts.
-const EVENTS = Number(process.env.DSES_TRANSFER_TEST_EVENTS ?? 20_000);
-const repo = new URL('../..', import.meta.url).pathname;
+// 100,000 events, as the issue asks of the round trip (DSES_TRANSFER_TEST_EVENTS to change it
+// while working on this file). Stores are compared in SQL, column by column, not in JS.
+const EVENTS = Number(process.env.DSES_TRANSFER_TEST_EVENTS ?? 100_000);
 const directory = mkdtempSync(join(tmpdir(), 'dses-transfer-'));
 const schemas: string[] = [];
 let source: EventStore;
 let sourceSchema: string;
 let disposeSource: () => Promise<void>;
 let exportFile: string;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function dses(args: readonly string[], options: { input?: Buffer | string; started?: (child: ChildProcess) => void } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/dses.js', ...args], { cwd: repo, env: { ...process.env, DATABASE_URL: databaseUrl() }, stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input);
-    options.started?.(child);
-  });
-}
 
 async function ok(args: readonly string[], input?: Buffer | string): Promise<Run> {
   const run = await dses(args, input === undefined ? {} : { input });
@@ -60,22 +37,11 @@ async function freshSchema(): Promise<string> {
   return schema;
 }
 
-async function eventsOf(schema: string): Promise<{ events: SequencedEvent[]; head: bigint }> {
-  const store = await connectToSchema(schema, { migrate: false });
-  try {
-    const events: SequencedEvent[] = [];
-    for await (const event of store.stream(Query.all(), { batchSize: 5000 })) events.push(event);
-    return { events, head: await store.head() };
-  } finally {
-    await store.close();
-  }
-}
-
 async function headOf(schema: string): Promise<bigint> {
   return withClient(async (client) => BigInt((await client.query<{ position: string }>(`SELECT position::text AS position FROM "${schema}".head`)).rows[0]!.position));
 }
 
-let sourceEvents: SequencedEvent[];
+let firstId: string;
 
 /** The source's recorded_at at `position`, as PostgreSQL has it, in the export's notation (ms when the µs are 000). */
 async function recordedAtOf(position: number): Promise<string> {
@@ -89,9 +55,9 @@ async function recordedAtOf(position: number): Promise<string> {
 before(async () => {
   ({ store: source, schema: sourceSchema, dispose: disposeSource } = await createTestStore());
   // Varied events: tags or none, null and scalar payloads, metadata, occurredAt in the past.
-  for (let start = 0; start < EVENTS; start += 1000) {
+  for (let start = 0; start < EVENTS; start += 5000) {
     const batch: EventInput[] = [];
-    for (let index = start; index < start + 1000; index += 1) {
+    for (let index = start; index < Math.min(start + 5000, EVENTS); index += 1) {
       batch.push({
         type: index % 3 === 0 ? 'BookLent' : 'BookReturned',
         tags: index % 7 === 0 ? [] : [`book:${index % 500}`, `reader:${index % 97}`],
@@ -102,7 +68,7 @@ before(async () => {
     }
     await source.append(batch);
   }
-  sourceEvents = (await eventsOf(sourceSchema)).events;
+  firstId = (await source.read(Query.all(), { limit: 1 })).events[0]!.id;
   exportFile = join(directory, 'all.ndjson');
   await ok(['--schema', sourceSchema, 'export', '-o', exportFile]);
 });
@@ -113,33 +79,49 @@ after(async () => {
   rmSync(directory, { recursive: true, force: true });
 });
 
-const COLUMNS = 'position, id, type, tags, data, metadata, occurred_at, recorded_at';
+interface Compared {
+  /** Source events from position `sourceAfter + 1` on (default 0)... */
+  sourceAfter?: number;
+  /** ...are the target's from `targetAfter + 1` on (default 0), in the same order... */
+  targetAfter?: number;
+  /** ...this many of them (default EVENTS), which end at the target's head. */
+  count?: number;
+  /** recorded_at compared too: a restore keeps it; an import without --preserve-positions records its own. */
+  recordedAt?: boolean;
+}
 
 /**
- * Same events as the source, every column compared as PostgreSQL stores it (timestamps to the
- * microsecond, jsonb by value), and the same head.
+ * The target's events are the source's: every column compared as PostgreSQL stores it (timestamps
+ * to the microsecond, jsonb by value), positions by their order, nothing missing or extra.
  */
-async function assertRestored(schema: string, count = EVENTS): Promise<void> {
+async function assertSameEvents(schema: string, { sourceAfter = 0, targetAfter = 0, count = EVENTS, recordedAt = true }: Compared = {}): Promise<void> {
+  const columns = `id, type, tags, data, metadata, occurred_at${recordedAt ? ', recorded_at' : ''}`;
   const { rows } = await withClient((client) =>
     client.query<{ missing: string; extra: string; events: string; head: string }>(
-      `SELECT (SELECT count(*) FROM (SELECT ${COLUMNS} FROM "${sourceSchema}".events WHERE position <= $1 EXCEPT ALL SELECT ${COLUMNS} FROM "${schema}".events) d)::text AS missing,
-              (SELECT count(*) FROM (SELECT ${COLUMNS} FROM "${schema}".events EXCEPT ALL SELECT ${COLUMNS} FROM "${sourceSchema}".events WHERE position <= $1) d)::text AS extra,
-              (SELECT count(*) FROM "${schema}".events)::text AS events,
-              (SELECT position FROM "${schema}".head)::text AS head`,
-      [count],
+      `WITH s AS (SELECT position - $1 AS n, ${columns} FROM "${sourceSchema}".events WHERE position > $1 AND position <= $1 + $3),
+            t AS (SELECT position - $2 AS n, ${columns} FROM "${schema}".events WHERE position > $2)
+       SELECT (SELECT count(*) FROM (TABLE s EXCEPT ALL TABLE t) d)::text AS missing,
+              (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE s) d)::text AS extra,
+              (SELECT count(*) FROM t)::text AS events,
+              (SELECT position - $2 FROM "${schema}".head)::text AS head`,
+      [sourceAfter, targetAfter, count],
     ),
   );
   assert.deepEqual(rows[0], { missing: '0', extra: '0', events: String(count), head: String(count) });
+}
+
+/** A restore of the first `count` events: identical, recorded_at included. */
+function assertRestored(schema: string, count = EVENTS): Promise<void> {
+  return assertSameEvents(schema, { count });
 }
 
 test('export writes one line per event, in the exact format, and nothing else on stdout', async () => {
   const lines = readFileSync(exportFile, 'utf8').split('\n');
   assert.equal(lines.pop(), '');
   assert.equal(lines.length, EVENTS);
-  const first = sourceEvents[0]!;
   assert.equal(
     lines[0],
-    `{"position":"1","id":"${first.id}","type":"BookLent","tags":[],"data":null,"metadata":{},"occurredAt":"2024-01-01T00:00:00.000Z","recordedAt":"${await recordedAtOf(1)}"}`,
+    `{"position":"1","id":"${firstId}","type":"BookLent","tags":[],"data":null,"metadata":{},"occurredAt":"2024-01-01T00:00:00.000Z","recordedAt":"${await recordedAtOf(1)}"}`,
   );
   // recordedAt is the server's clock, exact to the microsecond (a Date would keep milliseconds).
   for (const line of lines.slice(0, 50)) {
@@ -209,14 +191,8 @@ test('an import without --preserve-positions killed mid-way continues without du
   const head = await interruptedImport(schema, ['--batch-size', '1000']);
   const run = await ok(['--schema', schema, 'import', exportFile]);
   assertResumed(run.stderr, 'imported', head);
-  const { events, head: finalHead } = await eventsOf(schema);
-  assert.equal(finalHead, BigInt(EVENTS));
   // Into an empty store the positions come out the same; recordedAt is the import's own.
-  for (let index = 0; index < events.length; index += 1) {
-    const { recordedAt: _restored, ...event } = events[index]!;
-    const { recordedAt: _original, ...original } = sourceEvents[index]!;
-    assert.deepEqual(event, original, `event ${index + 1}`);
-  }
+  await assertSameEvents(schema, { recordedAt: false });
 });
 
 test('.gz: export compresses by file name; import decompresses by name and by magic bytes on stdin', async () => {
@@ -239,14 +215,10 @@ test('import without --preserve-positions appends after the events a store has, 
   const part = join(directory, 'part.ndjson');
   await ok(['--schema', sourceSchema, 'export', '--after', '100', '--until', '1600', '-o', part]);
   await ok(['--schema', schema, 'import', part]);
-  const { events, head } = await eventsOf(schema);
-  assert.equal(head, 1502n);
-  assert.deepEqual(events.slice(0, 2).map((event) => event.type), ['Existing', 'Existing']);
-  events.slice(2).forEach((event, index) => {
-    const original = sourceEvents[100 + index]!;
-    assert.equal(event.position, BigInt(index + 3));
-    assert.deepEqual({ ...event, position: original.position, recordedAt: original.recordedAt }, original);
-  });
+  const existing = await withClient((client) => client.query<{ type: string }>(`SELECT type FROM "${schema}".events WHERE position <= 2 ORDER BY position`));
+  assert.deepEqual(existing.rows.map((row) => row.type), ['Existing', 'Existing']);
+  // Source positions 101..1600 are the target's 3..1502, every field but recordedAt.
+  await assertSameEvents(schema, { sourceAfter: 100, targetAfter: 2, count: 1500, recordedAt: false });
   // Running it again changes nothing: every id is stored.
   const again = await ok(['--schema', schema, 'import', part]);
   assert.match(again.stderr, /imported 0 events, skipped 1500 already imported/);
@@ -309,9 +281,9 @@ test('a bad line in a later batch: the batches before it are written, nothing of
 
 /** `dses args` with stdout and stderr on a terminal (a pty, via util-linux `script`): what an operator's screen shows. */
 function onTerminal(args: readonly string[]): Promise<{ code: number | null; screen: string }> {
-  const command = [process.execPath, '--import', 'tsx', 'bin/dses.js', ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
+  const command = [...dsesCommand(), ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['--quiet', '--return', '--command', command, '/dev/null'], { cwd: repo, env: { ...process.env, DATABASE_URL: databaseUrl(), COLUMNS: '120' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('script', ['--quiet', '--return', '--command', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl(), COLUMNS: '120' }, stdio: ['ignore', 'pipe', 'pipe'] });
     const screen: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => screen.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => screen.push(chunk));

@@ -7,12 +7,11 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { EventStore, Query, schemaSql } from '../../src/index.ts';
 import { databaseUrl, dropSchema, uniqueSchemaName } from '../helpers.ts';
+import { ROOT, dses, dsesCommand } from '../cli.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const schemas: string[] = [];
 after(async () => {
   for (const schema of schemas) await dropSchema(schema);
@@ -22,26 +21,6 @@ function freshSchema(): string {
   const schema = uniqueSchemaName('cli');
   schemas.push(schema);
   return schema;
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `dses args...` to its end. */
-function dses(args: string[], options: { stdin?: string; env?: Record<string, string | undefined> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/dses.js', ...args], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl(), ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? '');
-  });
 }
 
 async function count(schema: string): Promise<number> {
@@ -80,7 +59,10 @@ async function storeWith(events: { type: string; tags?: string[]; data: unknown 
 
 describe('dses', { timeout: 120_000 }, () => {
   test('--help lists the commands (exit 0); no command, an unknown command or flag is a usage error (exit 2)', async () => {
-    const [help, version, none] = await Promise.all([dses(['--help']), dses(['--version']), dses([])]);
+    const [help, version, none, viaBin] = await Promise.all([dses(['--help']), dses(['--version']), dses([]), dses(['--version'], { viaBin: true })]);
+    // The other tests may run the compiled CLI (test/cli.ts); this one is what `npx dses` runs in a clone.
+    assert.equal(viaBin.code, 0, viaBin.stderr);
+    assert.equal(viaBin.stdout, version.stdout);
     assert.equal(help.code, 0);
     for (const command of ['dev', 'migrate', 'schema', 'append', 'read', 'tail', 'export', 'import', 'verify', 'stats', 'consumers']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
     assert.equal(version.code, 0);
@@ -194,10 +176,10 @@ describe('dses', { timeout: 120_000 }, () => {
   test('append from stdin: one append per line, or --batch for one atomic append; a bad line writes nothing', async () => {
     const schema = await storeWith([]);
     const lines = [{ type: 'L', data: 1 }, { type: 'L', data: 2, tags: ['t:1'] }].map((event) => JSON.stringify(event)).join('\n');
-    const each = await dses(['--schema', schema, 'append'], { stdin: `${lines}\n` });
+    const each = await dses(['--schema', schema, 'append'], { input: `${lines}\n` });
     assert.equal(each.code, 0, each.stderr);
     assert.equal(each.stdout, '1\n2\n');
-    const batch = await dses(['--schema', schema, 'append', '--batch'], { stdin: `${lines}\n${JSON.stringify({ type: 'L', data: 3, occurredAt: '2020-01-02T03:04:05.000Z' })}\n` });
+    const batch = await dses(['--schema', schema, 'append', '--batch'], { input: `${lines}\n${JSON.stringify({ type: 'L', data: 3, occurredAt: '2020-01-02T03:04:05.000Z' })}\n` });
     assert.equal(batch.code, 0, batch.stderr);
     assert.equal(batch.stdout, '5\n');
     const events = (await dses(['--schema', schema, 'read', '--format', 'ndjson', '--after', '4'])).stdout.trim().split('\n').map((line) => JSON.parse(line));
@@ -209,7 +191,7 @@ describe('dses', { timeout: 120_000 }, () => {
       [`${lines}\n{"type":"L","data":1,"occurredAt":"yesterday"}\n`, /occurredAt/],
     ] as const) {
       for (const args of [['append'], ['append', '--batch']]) {
-        const bad = await dses(['--schema', schema, ...args], { stdin: input });
+        const bad = await dses(['--schema', schema, ...args], { input: input });
         assert.equal(bad.code, 2, `${args.join(' ')}: ${bad.stderr}`);
         assert.match(bad.stderr, message);
         assert.equal(bad.stdout, '');
@@ -254,7 +236,7 @@ describe('dses', { timeout: 120_000 }, () => {
 
   test('tail prints what is stored, then events appended by another process, in order, until SIGINT (exit 0)', async () => {
     const schema = await storeWith([{ type: 'Tick', data: 0 }]);
-    const child = spawn(process.execPath, ['bin/dses.js', '--schema', schema, 'tail', '--types', 'Tick', '--format', 'ndjson'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl() } });
+    const child = spawn(dsesCommand()[0]!, [dsesCommand()[1]!, '--schema', schema, 'tail', '--types', 'Tick', '--format', 'ndjson'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl() } });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -276,7 +258,7 @@ describe('dses', { timeout: 120_000 }, () => {
     assert.deepEqual(stdout.trim().split('\n').map((line) => JSON.parse(line).data), [0, 1, 2, 3]);
 
     const fromNow = await new Promise<string>((resolve) => {
-      const late = spawn(process.execPath, ['bin/dses.js', '--schema', schema, 'tail', '--from-now', '--format', 'ndjson'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl() } });
+      const late = spawn(dsesCommand()[0]!, [dsesCommand()[1]!, '--schema', schema, 'tail', '--from-now', '--format', 'ndjson'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl() } });
       let out = '';
       late.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       late.on('close', () => resolve(out));
@@ -289,7 +271,7 @@ describe('dses', { timeout: 120_000 }, () => {
     const dataRoot = mkdtempSync(join(tmpdir(), 'dses-dev-'));
     chmodSync(dataRoot, 0o755);
     try {
-      const child = spawn(process.execPath, ['bin/dses.js', 'dev', '--port', '0', '--data-dir', join(dataRoot, 'pg')], { cwd: ROOT, env: { ...process.env, DATABASE_URL: '' } });
+      const child = spawn(dsesCommand()[0]!, [dsesCommand()[1]!, 'dev', '--port', '0', '--data-dir', join(dataRoot, 'pg')], { cwd: ROOT, env: { ...process.env, DATABASE_URL: '' } });
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
