@@ -227,6 +227,8 @@ test('import without --preserve-positions appends after the events a store has, 
 
 test('bad input fails with exit code 2, names the line, and writes nothing', async () => {
   const lines = readFileSync(exportFile, 'utf8').split('\n').slice(0, 5);
+  const withTags = JSON.parse(lines[1]!) as { tags: string[] };
+  assert.ok(withTags.tags.length >= 2);
   const cases: { name: string; input: string[]; flags: string[]; message: RegExp }[] = [
     { name: 'bad JSON', input: [lines[0]!, lines[1]!, '{"position":"3",', lines[3]!], flags: [], message: /line 3: not valid JSON/ },
     { name: 'a missing field', input: [lines[0]!, JSON.stringify({ ...JSON.parse(lines[1]!), type: undefined })], flags: ['--preserve-positions'], message: /line 2: "type" must be a non-empty string, got nothing/ },
@@ -234,6 +236,11 @@ test('bad input fails with exit code 2, names the line, and writes nothing', asy
     { name: 'a gap in the positions', input: [lines[0]!, lines[2]!], flags: ['--preserve-positions'], message: /line 2: position 3 does not follow position 1/ },
     { name: 'positions going back', input: [lines[1]!, lines[0]!], flags: [], message: /line 2: position 1 is not after position 2/ },
     { name: 'a restore not starting at 1', input: [lines[1]!, lines[2]!], flags: ['--preserve-positions'], message: /line 1: the file starts at position 2/ },
+    // What the store refuses is refused with the line's number, not left to a database error.
+    { name: 'tags not a sorted set, in a restore', input: [lines[0]!, JSON.stringify({ ...withTags, tags: [...withTags.tags].reverse() })], flags: ['--preserve-positions'], message: /line 2: "tags" must be a sorted set/ },
+    { name: 'a type too long', input: [lines[0]!, JSON.stringify({ ...withTags, type: 'T'.repeat(256) })], flags: [], message: /line 2: type: must be at most 255 characters, got 256/ },
+    { name: 'a NUL character in the data', input: [lines[0]!, JSON.stringify({ ...withTags, data: { text: 'a\u0000b' } })], flags: ['--preserve-positions'], message: /line 2: data.text: contains the NUL character/ },
+    { name: 'an empty tag', input: [lines[0]!, JSON.stringify({ ...withTags, tags: ['', 'book:1'] })], flags: [], message: /line 2: tags\[0\]: must not be empty/ },
   ];
   for (const { name, input, flags, message } of cases) {
     const schema = await freshSchema();
@@ -311,4 +318,26 @@ test('on a terminal, export and import draw a progress bar on stderr; the data n
   const piped = await ok(['--schema', sourceSchema, 'export', '--until', '3000', '-o', file]);
   assert.doesNotMatch(piped.stderr, /\[[█░]+\]/);
   assert.match(piped.stderr, /^exported 3000 events to .* in [\d.]+ s \(\d+ events\/s\)\n$/);
+});
+
+test('import --dry-run checks every line, says what it would write, and writes nothing', async () => {
+  const schema = await freshSchema();
+  const restore = await ok(['--schema', schema, 'import', '--preserve-positions', '--dry-run', exportFile]);
+  assert.match(restore.stderr, new RegExp(`would restore ${EVENTS} events \\(head ${EVENTS}\\); nothing written \\(--dry-run\\)`));
+  const lines = readFileSync(exportFile, 'utf8').split('\n').slice(0, 4);
+  const append = await ok(['--schema', schema, 'import', '--dry-run', '-'], `${lines.join('\n')}\n`);
+  assert.match(append.stderr, /would import 4 events; nothing written \(--dry-run\)/);
+  assert.equal(await headOf(schema), 0n);
+  // A bad last line fails the dry run whatever the batch size: all of the file is checked.
+  for (const flags of [['--preserve-positions'], []]) {
+    const run = await dses(['--schema', schema, 'import', '--dry-run', '--batch-size', '2', ...flags, '-'], { input: `${lines.join('\n')}\n{"position":"5"}\n` });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /line 5: "id" must be a UUID/);
+  }
+  assert.equal(await headOf(schema), 0n);
+  // Resuming: the dry run says what is already there.
+  await ok(['--schema', schema, 'import', '--preserve-positions', '-'], `${lines.slice(0, 2).join('\n')}\n`);
+  const resumed = await ok(['--schema', schema, 'import', '--preserve-positions', '--dry-run', '-'], `${lines.join('\n')}\n`);
+  assert.match(resumed.stderr, /would restore 2 events \(head 4\), skipped 2 already restored/);
+  assert.equal(await headOf(schema), 2n);
 });

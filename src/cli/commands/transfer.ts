@@ -9,7 +9,9 @@ import { createGunzip, createGzip } from 'node:zlib';
 import type { Command } from 'commander';
 import type { EventInput } from '../../events.ts';
 import type { InternalQuery } from '../../query.ts';
-import { EventStoreError } from '../../errors.ts';
+import { EventStoreError, InvalidInputError } from '../../errors.ts';
+import { normalizeEvent, normalizeTags } from '../../events.ts';
+import { assertJson, validateType } from '../../validation.ts';
 import { TransferConnection, type RestoreEvent } from '../../postgres/transfer.ts';
 import { exportLine } from '../format.ts';
 import { CliError, EXIT, connectionStringOf, parsePosition, parsePositiveInteger, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
@@ -39,6 +41,7 @@ interface ExportFlags {
 
 interface ImportFlags {
   preservePositions?: boolean;
+  dryRun?: boolean;
   batchSize?: string;
 }
 
@@ -72,6 +75,7 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
     .description('append the events of an export (a file, or - for stdin; gzip is detected); resumable: run it again after an interruption')
     .argument('<file>', 'the NDJSON export, or - for stdin')
     .option('--preserve-positions', 'a restore: write every event at its original position with its original recordedAt (into an empty store, or resuming the same file)')
+    .option('--dry-run', 'check every line (and, resuming, the store) and say what would be written; write nothing')
     .option('--batch-size <n>', 'events written per transaction', String(DEFAULT_IMPORT_BATCH))
     .action(async (file: string, flags: ImportFlags) => {
       const batchSize = parsePositiveInteger('--batch-size', flags.batchSize ?? String(DEFAULT_IMPORT_BATCH));
@@ -84,9 +88,12 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
         const progress = new Progress('import', input.total);
         let summary: { text: string; events: number } | undefined;
         try {
+          const dryRun = flags.dryRun === true;
           summary = flags.preservePositions
-            ? await restore(connection, input, batchSize, progress)
-            : await withStore(options, (store) => migrate(connection, store.append.bind(store), input, batchSize, progress), { maxBatchEvents: Math.max(10_000, batchSize) });
+            ? await restore(connection, input, batchSize, progress, dryRun)
+            : dryRun
+              ? await migrate(connection, undefined, input, batchSize, progress)
+              : await withStore(options, (store) => migrate(connection, store.append.bind(store), input, batchSize, progress), { maxBatchEvents: Math.max(10_000, batchSize) });
         } finally {
           progress.stop(summary?.text, summary?.events);
         }
@@ -253,7 +260,7 @@ interface ExportedEvent extends RestoreEvent {
   line: number;
 }
 
-function parseLine(text: string, line: number): ExportedEvent {
+function parseLine(text: string, line: number, exactTags: boolean): ExportedEvent {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -271,6 +278,22 @@ function parseLine(text: string, line: number): ExportedEvent {
   if (record.metadata === null || typeof record.metadata !== 'object' || Array.isArray(record.metadata)) throw bad('metadata', 'a JSON object');
   for (const field of ['occurredAt', 'recordedAt'] as const) {
     if (typeof record[field] !== 'string' || Number.isNaN(Date.parse(record[field] as string))) throw bad(field, 'an ISO 8601 date string');
+  }
+  // What the store itself would refuse (a type or tag too long, a NUL in a string, ...): refused
+  // here with the line's number, before anything of its batch is written.
+  try {
+    validateType(record.type, 'type');
+    const tags = normalizeTags(record.tags, 'tags');
+    // A restore writes the tags as they are; the store keeps them a sorted set, which verify checks.
+    // An import appends, and the store sorts them.
+    if (exactTags && (tags.length !== record.tags.length || tags.some((tag, index) => tag !== (record.tags as string[])[index]))) {
+      throw bad('tags', 'a sorted set (in order, no duplicates), as the store writes them; import without --preserve-positions to have them sorted');
+    }
+    assertJson(record.data, 'data');
+    assertJson(record.metadata, 'metadata');
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw usage(`line ${line}: ${error.message}`);
+    throw error;
   }
   return {
     line,
@@ -298,7 +321,7 @@ async function* batchesOf(input: Input, batchSize: number, consecutive: boolean)
     for (const text of lines) {
       line += 1;
       if (text.trim() === '') continue;
-      const event = parseLine(text, line);
+      const event = parseLine(text, line, consecutive);
       if (previous !== undefined) {
         if (consecutive && event.position !== previous.position + 1n) {
           throw usage(`line ${line}: position ${event.position} does not follow position ${previous.position} (line ${previous.line}); a restore needs every position in order, without gaps`);
@@ -324,7 +347,7 @@ async function* batchesOf(input: Input, batchSize: number, consecutive: boolean)
  * store the file must start at position 1; into a non-empty one only as the resumption of the
  * same file: the head's event must be the file's event at that position, and the rest follows.
  */
-async function restore(connection: TransferConnection, input: Input, batchSize: number, progress: Progress): Promise<{ text: string; events: number }> {
+async function restore(connection: TransferConnection, input: Input, batchSize: number, progress: Progress, dryRun: boolean): Promise<{ text: string; events: number }> {
   const head = await connection.headEvent();
   let checkedHead = head.position === 0n;
   let written = 0;
@@ -359,8 +382,10 @@ async function restore(connection: TransferConnection, input: Input, batchSize: 
         throw usage(`the store has events up to position ${head.position} and the file starts at ${firstPosition}, after it: the store's event at its head cannot be checked against the file; --preserve-positions only resumes the same file`);
       }
       if (pending) await pending;
-      pending = connection.restore(rest);
-      pending.catch(() => undefined);
+      if (!dryRun) {
+        pending = connection.restore(rest);
+        pending.catch(() => undefined);
+      }
       written += rest.length;
       lastPosition = rest.at(-1)!.position;
       progress.update(input.bytesRead(), written + skipped);
@@ -374,7 +399,8 @@ async function restore(connection: TransferConnection, input: Input, batchSize: 
   if (firstPosition !== undefined && !checkedHead) {
     throw usage(`the store has events up to position ${head.position}, the file only up to ${firstPosition + BigInt(skipped) - 1n}: it is not the file this store was restored from`);
   }
-  return { text: `restored ${written} events (head ${lastPosition})${skipped > 0 ? `, skipped ${skipped} already restored` : ''}`, events: written };
+  const verb = dryRun ? 'would restore' : 'restored';
+  return { text: `${verb} ${written} events (head ${lastPosition})${skipped > 0 ? `, skipped ${skipped} already restored` : ''}${dryRun ? '; nothing written (--dry-run)' : ''}`, events: written };
 }
 
 type Append = (events: readonly EventInput[]) => Promise<{ position: bigint }>;
@@ -384,7 +410,14 @@ type Append = (events: readonly EventInput[]) => Promise<{ position: bigint }>;
  * their ids and occurredAt. Resuming: the leading batches whose ids are stored already are
  * skipped (one indexed lookup per batch), until the first batch with an id not stored yet.
  */
-async function migrate(connection: TransferConnection, append: Append, input: Input, batchSize: number, progress: Progress): Promise<{ text: string; events: number }> {
+async function migrate(connection: TransferConnection, append: Append | undefined, input: Input, batchSize: number, progress: Progress): Promise<{ text: string; events: number }> {
+  // --dry-run: each event checked as append() would check it, nothing appended.
+  const now = new Date();
+  const check: Append = async (events) => {
+    events.forEach((event, index) => normalizeEvent(event, `events[${index}]`, now));
+    return { position: 0n };
+  };
+  const dryRun = append === undefined;
   let resuming = true;
   let written = 0;
   let skipped = 0;
@@ -405,7 +438,7 @@ async function migrate(connection: TransferConnection, append: Append, input: In
       const events: EventInput[] = rest.map((event) => ({ id: event.id, type: event.type, tags: event.tags, data: event.data, metadata: event.metadata, occurredAt: new Date(event.occurredAt) }));
       if (pending) await pending;
       const lines = `lines ${rest[0]!.line} to ${rest.at(-1)!.line}`;
-      pending = append(events).then(
+      pending = (append ?? check)(events).then(
         ({ position }) => (lastPosition = position),
         (error: unknown) => {
           if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(`${lines}: ${error.message}`);
@@ -421,5 +454,6 @@ async function migrate(connection: TransferConnection, append: Append, input: In
     throw error;
   }
   if (pending) await pending;
+  if (dryRun) return { text: `would import ${written} events${skipped > 0 ? `, skipped ${skipped} already imported` : ''}; nothing written (--dry-run)`, events: written };
   return { text: `imported ${written} events${lastPosition === undefined ? '' : ` (head ${lastPosition})`}${skipped > 0 ? `, skipped ${skipped} already imported` : ''}`, events: written };
 }
