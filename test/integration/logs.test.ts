@@ -91,7 +91,7 @@ describe('log records', { timeout: 120_000 }, () => {
       // The append waits for the lock on its connection: end that backend.
       let pid: number | undefined;
       for (let tries = 0; pid === undefined && tries < 100; tries++) {
-        const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE query LIKE '%append_batch%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`);
+        const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE strpos(query, $1) > 0 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`, [`"${schema}".append_batch(`]);
         pid = rows[0]?.pid;
         if (pid === undefined) await sleep(20);
       }
