@@ -35,7 +35,14 @@ let cliBuild: string | undefined;
 if (files.some((file) => /(^|\/)cli[^/]*\.test\.ts$/.test(file))) {
   cliBuild = join('node_modules', '.cache', `dses-cli-${process.pid}`);
   mkdirSync(cliBuild, { recursive: true });
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json', '--outDir', join(cliBuild, 'dist'), '--declaration', 'false', '--declarationMap', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  try {
+    execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json', '--outDir', join(cliBuild, 'dist'), '--declaration', 'false', '--declarationMap', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  } catch {
+    rmSync(cliBuild, { recursive: true, force: true });
+    await server?.stop();
+    console.log('0 passed, 1 failed (the package does not compile)');
+    process.exit(1);
+  }
   cpSync('src/postgres/migrations', join(cliBuild, 'dist/src/postgres/migrations'), { recursive: true });
   copyFileSync('package.json', join(cliBuild, 'package.json'));
   env.DSES_CLI_MAIN = join(process.cwd(), cliBuild, 'dist/src/cli/main.js');

@@ -3,6 +3,7 @@
 // recorded_at, which append_batch never does (it assigns both under the head lock), so it has a
 // path of its own here; it takes the same head lock, so it is safe next to running appends.
 import pg from 'pg';
+import { AppendOutcomeUnknownError, EventStoreDatabaseError } from '../errors.ts';
 import type { InternalQuery } from '../query.ts';
 import { quoteSchemaName } from './identifiers.ts';
 import { buildReadStatement } from './read-sql.ts';
@@ -80,13 +81,26 @@ export class TransferConnection {
     const quoted = quoteSchemaName(schema);
     const client = new pg.Client({ connectionString, application_name: applicationName, connectionTimeoutMillis: 10_000 });
     client.on('error', () => undefined);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      throw new EventStoreDatabaseError(`connecting to PostgreSQL failed: ${(error as Error).message}`, error);
+    }
     return new TransferConnection(client, quoted);
+  }
+
+  /** A statement; a failure becomes an EventStoreDatabaseError that says what failed. */
+  async #query<Row extends pg.QueryResultRow>(what: string, text: string, values?: unknown[]): Promise<pg.QueryResult<Row>> {
+    try {
+      return await this.#client.query<Row>(text, values);
+    } catch (error) {
+      throw new EventStoreDatabaseError(`${what} failed: ${(error as Error).message}`, error);
+    }
   }
 
   /** Whether the schema has the store's tables (an import does not migrate behind the operator's back). */
   async migrated(): Promise<boolean> {
-    const { rows } = await this.#client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [`${this.#schema}.head`]);
+    const { rows } = await this.#query<{ present: boolean }>('looking for the store', 'SELECT to_regclass($1) IS NOT NULL AS present', [`${this.#schema}.head`]);
     return rows[0]!.present;
   }
 
@@ -97,7 +111,7 @@ export class TransferConnection {
    */
   async exportPage(query: InternalQuery, after: bigint, limit: number): Promise<ExportPage> {
     const statement = buildReadStatement(this.#schema, query, { after, limit, backwards: false }, 'text');
-    const { rows } = await this.#client.query<ExportRow>(statement.text, statement.values);
+    const { rows } = await this.#query<ExportRow>(`reading the events after position ${after}`, statement.text, statement.values);
     const events: ExportEvent[] = [];
     for (const row of rows) {
       if (row.position === null) continue;
@@ -116,7 +130,8 @@ export class TransferConnection {
   }
 
   async headEvent(): Promise<HeadEvent> {
-    const { rows } = await this.#client.query<{ position: string; id: string | null }>(
+    const { rows } = await this.#query<{ position: string; id: string | null }>(
+      'reading the head',
       `SELECT h.position::text AS position, e.id::text AS id FROM ${this.#schema}.head h LEFT JOIN ${this.#schema}.events e ON e.position = h.position WHERE h.singleton`,
     );
     return { position: BigInt(rows[0]!.position), id: rows[0]!.id ?? undefined };
@@ -124,7 +139,7 @@ export class TransferConnection {
 
   /** Which of `ids` are stored already (one indexed lookup for a whole batch). */
   async storedIds(ids: readonly string[]): Promise<Set<string>> {
-    const { rows } = await this.#client.query<{ id: string }>(`SELECT id::text AS id FROM ${this.#schema}.events WHERE id = ANY ($1::uuid[])`, [ids]);
+    const { rows } = await this.#query<{ id: string }>('looking up stored ids', `SELECT id::text AS id FROM ${this.#schema}.events WHERE id = ANY ($1::uuid[])`, [ids]);
     return new Set(rows.map((row) => row.id));
   }
 
@@ -149,24 +164,37 @@ export class TransferConnection {
       occurred_at: event.occurredAt,
       recorded_at: event.recordedAt,
     }));
-    await this.#client.query('BEGIN');
+    const what = `restoring positions ${first} to ${last}`;
+    await this.#query(what, 'BEGIN');
     try {
-      const { rows: head } = await this.#client.query<{ position: string }>(`SELECT position::text AS position FROM ${this.#schema}.head WHERE singleton FOR UPDATE`);
+      const { rows: head } = await this.#query<{ position: string }>(what, `SELECT position::text AS position FROM ${this.#schema}.head WHERE singleton FOR UPDATE`);
       const position = BigInt(head[0]!.position);
       if (position !== first - 1n) throw new RestoreHeadMovedError(first - 1n, position);
       // jsonb_to_recordset turns a JSON null payload into SQL NULL; the key is always present, so
       // NULL here means the payload null (as in append_batch).
-      await this.#client.query(
+      await this.#query(
+        what,
         `INSERT INTO ${this.#schema}.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
          SELECT e.position, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, e.recorded_at
            FROM jsonb_to_recordset($1::jsonb) AS e(position bigint, id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz, recorded_at timestamptz)`,
         [JSON.stringify(rows)],
       );
-      await this.#client.query(`UPDATE ${this.#schema}.head SET position = $1 WHERE singleton`, [last.toString()]);
-      await this.#client.query('COMMIT');
+      await this.#query(what, `UPDATE ${this.#schema}.head SET position = $1 WHERE singleton`, [last.toString()]);
     } catch (error) {
+      // Nothing is committed: the server rolls back, also when the connection is gone.
       await this.#client.query('ROLLBACK').catch(() => undefined);
       throw error;
+    }
+    try {
+      await this.#client.query('COMMIT');
+    } catch (error) {
+      // The server answered: it did not commit. No answer: it may have, or not.
+      if (error instanceof pg.DatabaseError) throw new EventStoreDatabaseError(`${what} failed at COMMIT: ${error.message}`, error);
+      throw new AppendOutcomeUnknownError(
+        events.map((event) => event.id),
+        `the connection failed while committing positions ${first} to ${last}: ${(error as Error).message}`,
+        error,
+      );
     }
   }
 

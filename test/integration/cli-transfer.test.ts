@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { Query, type EventInput, type EventStore } from '../../src/index.ts';
 import { connectToSchema, createTestStore, databaseUrl, dropSchema, uniqueSchemaName, withClient } from '../helpers.ts';
 import { ROOT, dses, dsesCommand, type Run } from '../cli.ts';
+import { FaultProxy } from '../faults/proxy.ts';
 
 // 100,000 events, as the issue asks of the round trip (DSES_TRANSFER_TEST_EVENTS to change it
 // while working on this file). Stores are compared in SQL, column by column, not in JS.
@@ -88,18 +89,20 @@ interface Compared {
   count?: number;
   /** recorded_at compared too: a restore keeps it; an import without --preserve-positions records its own. */
   recordedAt?: boolean;
+  /** The target's head, less targetAfter (default count: the compared events end at the head). */
+  head?: number;
 }
 
 /**
  * The target's events are the source's: every column compared as PostgreSQL stores it (timestamps
  * to the microsecond, jsonb by value), positions by their order, nothing missing or extra.
  */
-async function assertSameEvents(schema: string, { sourceAfter = 0, targetAfter = 0, count = EVENTS, recordedAt = true }: Compared = {}): Promise<void> {
+async function assertSameEvents(schema: string, { sourceAfter = 0, targetAfter = 0, count = EVENTS, recordedAt = true, head = count }: Compared = {}): Promise<void> {
   const columns = `id, type, tags, data, metadata, occurred_at${recordedAt ? ', recorded_at' : ''}`;
   const { rows } = await withClient((client) =>
     client.query<{ missing: string; extra: string; events: string; head: string }>(
       `WITH s AS (SELECT position - $1 AS n, ${columns} FROM "${sourceSchema}".events WHERE position > $1 AND position <= $1 + $3),
-            t AS (SELECT position - $2 AS n, ${columns} FROM "${schema}".events WHERE position > $2)
+            t AS (SELECT position - $2 AS n, ${columns} FROM "${schema}".events WHERE position > $2 AND position <= $2 + $3)
        SELECT (SELECT count(*) FROM (TABLE s EXCEPT ALL TABLE t) d)::text AS missing,
               (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE s) d)::text AS extra,
               (SELECT count(*) FROM t)::text AS events,
@@ -107,7 +110,7 @@ async function assertSameEvents(schema: string, { sourceAfter = 0, targetAfter =
       [sourceAfter, targetAfter, count],
     ),
   );
-  assert.deepEqual(rows[0], { missing: '0', extra: '0', events: String(count), head: String(count) });
+  assert.deepEqual(rows[0], { missing: '0', extra: '0', events: String(count), head: String(head) });
 }
 
 /** A restore of the first `count` events: identical, recorded_at included. */
@@ -340,4 +343,50 @@ test('import --dry-run checks every line, says what it would write, and writes n
   const resumed = await ok(['--schema', schema, 'import', '--preserve-positions', '--dry-run', '-'], `${lines.join('\n')}\n`);
   assert.match(resumed.stderr, /would restore 2 events \(head 4\), skipped 2 already restored/);
   assert.equal(await headOf(schema), 2n);
+});
+
+// Faults during a restore. Its batches are transactions of its own (not append_batch), so the
+// truth of each outcome is tested here: "unknown" when the COMMIT got no answer, never a false
+// "failed", and a second run that settles it.
+for (const delivered of [true, false]) {
+  test(`a restore whose COMMIT ${delivered ? 'reached the server but got no answer' : 'never reached the server'}: exit 4 (unknown), and running it again gives the exact store`, async () => {
+    const proxy = await FaultProxy.start({ targetPort: Number(new URL(databaseUrl()).port) });
+    try {
+      const schema = await freshSchema();
+      const part = join(directory, 'part-3000.ndjson');
+      writeFileSync(part, `${readFileSync(exportFile, 'utf8').split('\n').slice(0, 3000).join('\n')}\n`);
+      const trigger = proxy.arm({ direction: 'to-server', match: (chunk) => chunk.statements.includes('COMMIT'), deliver: delivered, action: { kind: 'cut', side: 'client' } });
+      const run = await dses(['--url', proxy.connectionString(databaseUrl()), '--schema', schema, 'import', '--preserve-positions', '--batch-size', '1000', part]);
+      await trigger.fired;
+      assert.equal(run.code, 4, run.stderr);
+      assert.match(run.stderr, /^error \[APPEND_OUTCOME_UNKNOWN\]: the outcome of the append is unknown \(the connection failed while committing positions 1 to 1000: .*\); .*run the same command again/m);
+      // The server's half of the cut connection ends now: an uncommitted batch is rolled back.
+      proxy.heal();
+      const again = await ok(['--schema', schema, 'import', '--preserve-positions', part]);
+      if (delivered) assert.match(again.stderr, /restored 2000 events \(head 3000\), skipped 1000 already restored/);
+      else assert.match(again.stderr, /restored 3000 events \(head 3000\)/);
+      await assertRestored(schema, 3000);
+    } finally {
+      await proxy.close();
+    }
+  });
+}
+
+test('another writer appends during a restore: the restore stops at its next batch (exit 1, HEAD_MOVED), writing nothing of it', async () => {
+  const schema = await freshSchema();
+  const writer = await connectToSchema(schema, { migrate: false });
+  try {
+    const running = dses(['--schema', schema, 'import', '--preserve-positions', '--batch-size', '1000', exportFile]);
+    while ((await headOf(schema)) < 2000n) await new Promise((resolve) => setTimeout(resolve, 20));
+    const { position } = await writer.append({ type: 'Foreign', data: null });
+    const run = await running;
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /^error \[HEAD_MOVED\]: the store's head is \d+, not \d+: another writer appended during the import; nothing of this batch was written$/m);
+    // The restored batches, then the other writer's event, and nothing after it.
+    assert.equal(await headOf(schema), position);
+    assert.equal(position % 1000n, 1n, `the append got in between two batches (at ${position})`);
+    await assertSameEvents(schema, { count: Number(position - 1n), head: Number(position) });
+  } finally {
+    await writer.close();
+  }
 });

@@ -9,10 +9,10 @@ import { createGunzip, createGzip } from 'node:zlib';
 import type { Command } from 'commander';
 import type { EventInput } from '../../events.ts';
 import type { InternalQuery } from '../../query.ts';
-import { EventStoreError, InvalidInputError } from '../../errors.ts';
+import { AppendOutcomeUnknownError, InvalidInputError } from '../../errors.ts';
 import { normalizeEvent, normalizeTags } from '../../events.ts';
 import { assertJson, validateType } from '../../validation.ts';
-import { TransferConnection, type RestoreEvent } from '../../postgres/transfer.ts';
+import { RestoreHeadMovedError, TransferConnection, type RestoreEvent } from '../../postgres/transfer.ts';
 import { exportLine } from '../format.ts';
 import { CliError, EXIT, connectionStringOf, parsePosition, parsePositiveInteger, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
 import { Progress } from '../progress.ts';
@@ -94,6 +94,12 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
             : dryRun
               ? await migrate(connection, undefined, input, batchSize, progress)
               : await withStore(options, (store) => migrate(connection, store.append.bind(store), input, batchSize, progress), { maxBatchEvents: Math.max(10_000, batchSize) });
+        } catch (error) {
+          if (error instanceof AppendOutcomeUnknownError) {
+            throw new CliError(`${error.message}; for an import: run the same command again, it continues from what the store holds`, EXIT.outcomeUnknown, error.code);
+          }
+          if (error instanceof RestoreHeadMovedError) throw new CliError(error.message, EXIT.failure, 'HEAD_MOVED');
+          throw error;
         } finally {
           progress.stop(summary?.text, summary?.events);
         }
@@ -260,7 +266,7 @@ interface ExportedEvent extends RestoreEvent {
   line: number;
 }
 
-function parseLine(text: string, line: number, exactTags: boolean): ExportedEvent {
+function parseLine(text: string, line: number, restoring: boolean): ExportedEvent {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -279,22 +285,10 @@ function parseLine(text: string, line: number, exactTags: boolean): ExportedEven
   for (const field of ['occurredAt', 'recordedAt'] as const) {
     if (typeof record[field] !== 'string' || Number.isNaN(Date.parse(record[field] as string))) throw bad(field, 'an ISO 8601 date string');
   }
-  // What the store itself would refuse (a type or tag too long, a NUL in a string, ...): refused
-  // here with the line's number, before anything of its batch is written.
-  try {
-    validateType(record.type, 'type');
-    const tags = normalizeTags(record.tags, 'tags');
-    // A restore writes the tags as they are; the store keeps them a sorted set, which verify checks.
-    // An import appends, and the store sorts them.
-    if (exactTags && (tags.length !== record.tags.length || tags.some((tag, index) => tag !== (record.tags as string[])[index]))) {
-      throw bad('tags', 'a sorted set (in order, no duplicates), as the store writes them; import without --preserve-positions to have them sorted');
-    }
-    assertJson(record.data, 'data');
-    assertJson(record.metadata, 'metadata');
-  } catch (error) {
-    if (error instanceof InvalidInputError) throw usage(`line ${line}: ${error.message}`);
-    throw error;
-  }
+  // A restore writes its rows itself, so it checks them here, with the line's number, before
+  // anything of its batch is written. An import appends, and append() checks every event (the
+  // line is found from the error's path): not checked twice.
+  if (restoring) checkStorable(record, line);
   return {
     line,
     position: BigInt(record.position),
@@ -306,6 +300,27 @@ function parseLine(text: string, line: number, exactTags: boolean): ExportedEven
     occurredAt: record.occurredAt as string,
     recordedAt: record.recordedAt as string,
   };
+}
+
+/**
+ * What the store would refuse (a type or tag too long, a NUL in a string, ...), and tags that are
+ * not the sorted set the store writes (verify reports those): a restore writes tags as they are,
+ * where an append sorts them.
+ */
+function checkStorable(record: Record<string, unknown>, line: number): void {
+  try {
+    validateType(record.type, 'type');
+    const given = record.tags as string[];
+    const tags = normalizeTags(given, 'tags');
+    if (tags.length !== given.length || tags.some((tag, index) => tag !== given[index])) {
+      throw usage(`line ${line}: "tags" must be a sorted set (in order, no duplicates), as the store writes them, got ${JSON.stringify(given)}; import without --preserve-positions to have them sorted`);
+    }
+    assertJson(record.data, 'data');
+    assertJson(record.metadata, 'metadata');
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw usage(`line ${line}: ${error.message}`);
+    throw error;
+  }
 }
 
 /**
@@ -441,7 +456,12 @@ async function migrate(connection: TransferConnection, append: Append | undefine
       pending = (append ?? check)(events).then(
         ({ position }) => (lastPosition = position),
         (error: unknown) => {
-          if (error instanceof EventStoreError && error.code === 'INVALID_INPUT') throw usage(`${lines}: ${error.message}`);
+          if (error instanceof InvalidInputError) {
+            // events[3].type: ... -> line <the line of rest[3]>: type: ...
+            const index = /^events\[(\d+)\]/.exec(error.path)?.[1];
+            const event = index === undefined ? undefined : rest[Number(index)];
+            throw usage(event === undefined ? `${lines}: ${error.message}` : `line ${event.line}: ${error.message.replace(/^events\[\d+\]\.?/, '')}`);
+          }
           throw error;
         },
       );
