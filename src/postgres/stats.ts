@@ -21,6 +21,8 @@ export interface StoreStats {
   tagSample: { sampled: boolean; percent: number };
   /** Events recorded in the last 5, 15 and 60 minutes. */
   rates: { minutes: number; events: bigint; perMinute: number }[];
+  /** Events recorded in each of the last 60 whole minutes and the current one, oldest first (`minute`: its start, ISO 8601). */
+  timeline: { minute: string; events: bigint }[];
 }
 
 export interface StatsOptions {
@@ -68,6 +70,7 @@ export async function storeStats(connectionString: string, schema: string, optio
         const recent = await eventsSince(client, quoted, minutes, head);
         rates.push({ minutes, events: recent, perMinute: Number(recent) / minutes });
       }
+      const timeline = await perMinute(client, quoted, TIMELINE_MINUTES, head);
       return {
         schema,
         head,
@@ -77,11 +80,60 @@ export async function storeStats(connectionString: string, schema: string, optio
         tags: tags.map((row) => ({ tag: row.tag, events: BigInt(Math.round(Number(row.events) * scale)) })),
         tagSample: { sampled, percent },
         rates,
+        timeline,
       };
     } finally {
       await client.query('ROLLBACK').catch(() => undefined);
     }
   });
+}
+
+const TIMELINE_MINUTES = 60;
+
+/**
+ * Events per minute from the start of the minute `minutes` ago to now, every minute present
+ * (zeros included). The first position in range is found by binary search, as in eventsSince;
+ * the events from there are counted once, grouped by minute.
+ */
+async function perMinute(client: pg.ClientBase, quoted: string, minutes: number, head: bigint): Promise<StoreStats['timeline']> {
+  // In UTC, so that a minute is a minute whatever the session's time zone.
+  const start = `date_trunc('minute', now() AT TIME ZONE 'UTC') - make_interval(mins => $2)`;
+  const low = await firstPositionSince(client, quoted, `(${start}) AT TIME ZONE 'UTC'`, [minutes], head);
+  const { rows } = await client.query<{ minute: string; events: string }>(
+    `WITH counts AS (
+       SELECT date_trunc('minute', recorded_at AT TIME ZONE 'UTC') AS minute, count(*) AS events
+         FROM ${quoted}.events WHERE position >= $1 AND recorded_at AT TIME ZONE 'UTC' >= ${start} GROUP BY 1)
+     SELECT to_char(m.minute, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS minute, COALESCE(c.events, 0)::text AS events
+       FROM generate_series(${start}, date_trunc('minute', now() AT TIME ZONE 'UTC'), interval '1 minute') AS m(minute)
+       LEFT JOIN counts c USING (minute)
+      ORDER BY m.minute`,
+    [low.toString(), minutes],
+  );
+  return rows.map((row) => ({ minute: row.minute, events: BigInt(row.events) }));
+}
+
+/**
+ * The smallest position whose event was recorded at or after `since` (an SQL expression over
+ * `values`, which are bound from $2 on), by binary search over positions: recorded_at is not
+ * indexed, but it grows with position (taken under the append lock). head + 1 when none is.
+ */
+async function firstPositionSince(client: pg.ClientBase, quoted: string, since: string, values: unknown[], head: bigint): Promise<bigint> {
+  const recent = async (position: bigint): Promise<boolean | null> => {
+    const { rows } = await client.query<{ recent: boolean }>(
+      `SELECT recorded_at >= ${since} AS recent FROM ${quoted}.events WHERE position >= $1 ORDER BY position LIMIT 1`,
+      [position.toString(), ...values],
+    );
+    return rows[0]?.recent ?? null;
+  };
+  // Positions are gap-free; a gap only shifts the probe.
+  let low = 1n;
+  let high = head + 1n;
+  while (low < high) {
+    const middle = (low + high) / 2n;
+    if ((await recent(middle)) !== false) high = middle;
+    else low = middle + 1n;
+  }
+  return low;
 }
 
 /**
@@ -91,21 +143,7 @@ export async function storeStats(connectionString: string, schema: string, optio
  * recorded_at, so a clock that stepped back a little costs accuracy only at the boundary.
  */
 async function eventsSince(client: pg.ClientBase, quoted: string, minutes: number, head: bigint): Promise<bigint> {
-  const recordedAt = async (position: bigint): Promise<boolean | null> => {
-    const { rows } = await client.query<{ recent: boolean }>(
-      `SELECT recorded_at >= now() - make_interval(mins => $2) AS recent FROM ${quoted}.events WHERE position >= $1 ORDER BY position LIMIT 1`,
-      [position.toString(), minutes],
-    );
-    return rows[0]?.recent ?? null;
-  };
-  // The smallest position whose event is recent (positions are gap-free; a gap only shifts the probe).
-  let low = 1n;
-  let high = head + 1n;
-  while (low < high) {
-    const middle = (low + high) / 2n;
-    if ((await recordedAt(middle)) !== false) high = middle;
-    else low = middle + 1n;
-  }
+  const low = await firstPositionSince(client, quoted, 'now() - make_interval(mins => $2)', [minutes], head);
   const { rows } = await client.query<{ events: string }>(
     `SELECT count(*) AS events FROM ${quoted}.events WHERE position >= $1 AND recorded_at >= now() - make_interval(mins => $2)`,
     [low.toString(), minutes],

@@ -266,8 +266,18 @@ describe('dses stats', () => {
     await damage(`UPDATE ${quoted}.events SET recorded_at = now() - interval '2 hours' WHERE position <= 2; UPDATE ${quoted}.events SET recorded_at = now() - interval '10 minutes' WHERE position IN (3, 4)`);
     const run = await dses(['--schema', schema, 'stats', '--json']);
     assert.equal(run.code, 0, run.stderr);
-    const stats = JSON.parse(run.stdout) as { rates: { minutes: number; events: string }[] };
+    const stats = JSON.parse(run.stdout) as { rates: { minutes: number; events: string }[]; timeline: { minute: string; events: string }[] };
     assert.deepEqual(stats.rates.map((rate) => [rate.minutes, rate.events]), [[5, '2'], [15, '4'], [60, '4']]);
+    // Per minute: 61 minutes, oldest first, in UTC; the two events of 10 minutes ago in one minute,
+    // the two recent ones in the last minute or two, the ones of 2 hours ago nowhere.
+    assert.equal(stats.timeline.length, 61);
+    const minutes = stats.timeline.map((entry) => Date.parse(entry.minute));
+    assert.ok(stats.timeline.every((entry) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$/.test(entry.minute)), stats.timeline[0]!.minute);
+    assert.ok(minutes.every((minute, index) => index === 0 || minute - minutes[index - 1]! === 60_000));
+    const counted = stats.timeline.filter((entry) => entry.events !== '0');
+    assert.equal(counted.reduce((sum, entry) => sum + Number(entry.events), 0), 4, JSON.stringify(counted));
+    const tenMinutesAgo = counted.find((entry) => Date.now() - Date.parse(entry.minute) >= 9 * 60_000);
+    assert.equal(tenMinutesAgo?.events, '2', JSON.stringify(counted));
   });
 });
 
