@@ -44,6 +44,7 @@ if (files.some((file) => /(^|\/)cli[^/]*\.test\.ts$/.test(file))) {
     process.exit(1);
   }
   cpSync('src/postgres/migrations', join(cliBuild, 'dist/src/postgres/migrations'), { recursive: true });
+  cpSync('src/http/ui', join(cliBuild, 'dist/src/http/ui'), { recursive: true });
   copyFileSync('package.json', join(cliBuild, 'package.json'));
   env.DSES_CLI_MAIN = join(process.cwd(), cliBuild, 'dist/src/cli/main.js');
 }
