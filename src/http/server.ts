@@ -161,6 +161,8 @@ export function createServer(options: HttpServerOptions): HttpServer {
     },
   });
 
+  // Bodies are JSON only: a text/plain body would otherwise reach validation as a string.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', async (request) => {
     authorize?.(request.routeOptions.config.access ?? 'read', request.headers.authorization);
   });
