@@ -32,7 +32,7 @@ if (needsDatabase && !env.DATABASE_URL) {
 // imports resolve; removed at the end. test/cli.ts falls back to bin/dses.js (the sources)
 // when DSES_CLI_MAIN is not set.
 let cliBuild: string | undefined;
-if (files.some((file) => /(^|\/)cli[^/]*\.test\.ts$/.test(file))) {
+if (files.some((file) => /(^|\/)(cli|http-serve)[^/]*\.test\.ts$/.test(file))) {
   cliBuild = join('node_modules', '.cache', `dses-cli-${process.pid}`);
   mkdirSync(cliBuild, { recursive: true });
   try {

@@ -8,6 +8,7 @@ import { registerSetup } from './commands/setup.ts';
 import { registerEvents } from './commands/events.ts';
 import { registerTransfer } from './commands/transfer.ts';
 import { registerInspect } from './commands/inspect.ts';
+import { registerServe } from './commands/serve.ts';
 
 /** The package's version: package.json is two levels up from src/cli, three from dist/src/cli. */
 function packageVersion(): string {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerEvents(program, globals);
   registerTransfer(program, globals);
   registerInspect(program, globals);
+  registerServe(program, globals, packageVersion());
   for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
   return program;
 }
