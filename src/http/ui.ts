@@ -28,7 +28,6 @@ export function registerUi(app: FastifyInstance): void {
       method: 'GET',
       url,
       config: { access: 'public' },
-      schema: { hide: true },
       handler: async (_request, reply) => reply.headers({ ...SECURITY_HEADERS, 'content-type': type }).send(body),
     });
   }

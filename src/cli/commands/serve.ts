@@ -12,6 +12,7 @@ interface ServeFlags {
   insecure?: boolean;
   bodyLimit?: string;
   maxSubscriptions?: string;
+  ui: boolean;
 }
 
 type HttpModule = typeof import('../../http/index.ts');
@@ -45,6 +46,7 @@ export function registerServe(program: Command, globals: () => GlobalOptions, ve
     .option('--insecure', 'allow a non-loopback --host without a token')
     .option('--body-limit <bytes>', 'largest request body (default 16 MiB)')
     .option('--max-subscriptions <n>', 'most open /v1/subscribe streams (default 100)')
+    .option('--no-ui', 'do not serve the web event browser at /')
     .action(async (flags: ServeFlags) => {
       const port = integerFlag('--port', flags.port, 0);
       if (port > 65_535) throw usage(`--port must be at most 65535, got ${port}`);
@@ -62,6 +64,7 @@ export function registerServe(program: Command, globals: () => GlobalOptions, ve
           host: flags.host,
           version,
           logger: stderrLogger(),
+          ...(flags.ui && { extend: http.registerUi }),
           ...(token !== undefined && { token }),
           ...(readToken !== undefined && { readToken }),
           ...(flags.insecure && { insecure: true }),

@@ -116,7 +116,7 @@ function readEvents(query, options = {}) {
  * fetch, which can send the Authorization header that EventSource cannot). Resumes after the
  * last event seen when the connection drops; ends when `signal` aborts.
  */
-async function follow(query, after, onEvent, signal) {
+async function follow(query, after, onEvent, signal, onOpen = () => undefined) {
   let last = after;
   while (!signal.aborted) {
     try {
@@ -127,6 +127,7 @@ async function follow(query, after, onEvent, signal) {
         return;
       }
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => undefined));
+      onOpen(true);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {
@@ -154,6 +155,7 @@ async function follow(query, after, onEvent, signal) {
       if (signal.aborted) return;
       showError(error);
     }
+    onOpen(false);
     // Dropped: reconnect after a moment, after the last event seen (nothing skipped, nothing twice).
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
@@ -223,6 +225,7 @@ async function logView(params, signal) {
   const typesInput = h('input', { id: 'filter-types', name: 'types', value: types.join(', '), placeholder: 'BookLent, BookReturned' });
   const tagsInput = h('input', { id: 'filter-tags', name: 'tags', value: tags.join(', '), placeholder: 'book:b1' });
   const live = h('input', { type: 'checkbox', id: 'live' });
+  const liveLabel = h('label', { for: 'live' }, 'Live tail');
   const form = h(
     'form',
     { className: 'toolbar', role: 'search', 'aria-label': 'Filter the log' },
@@ -230,7 +233,7 @@ async function logView(params, signal) {
     h('div', { className: 'field' }, h('label', { for: 'filter-tags' }, 'Tags (all of, comma separated)'), tagsInput),
     h('button', { type: 'submit' }, 'Filter'),
     filtered ? h('a', { href: '#/' }, 'Clear filter') : null,
-    h('div', { className: 'check' }, live, h('label', { for: 'live' }, 'Live tail')),
+    h('div', { className: 'check' }, live, liveLabel),
   );
   form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -289,6 +292,8 @@ async function logView(params, signal) {
   live.addEventListener('change', () => {
     tail?.abort();
     tail = undefined;
+    delete live.dataset.connected;
+    liveLabel.textContent = 'Live tail';
     if (!live.checked) return;
     tail = new AbortController();
     signal.addEventListener('abort', () => tail?.abort());
@@ -300,7 +305,11 @@ async function logView(params, signal) {
       body.querySelector('td.empty')?.parentElement?.remove();
       body.prepend(eventRow(event, true));
       render();
-    }, tail.signal);
+    }, tail.signal, (open) => {
+      // For the eye (and the tests): whether the live stream is connected.
+      live.dataset.connected = String(open);
+      liveLabel.textContent = open ? 'Live tail (connected)' : 'Live tail (reconnecting…)';
+    });
   });
 }
 
@@ -515,7 +524,7 @@ async function consumersView(_params, signal) {
 function barChart(rows, label) {
   const max = Math.max(1, ...rows.map((row) => row.value));
   const height = 24 * rows.length + 8;
-  const chart = svg('svg', { width: '100%', height, viewBox: `0 0 800 ${height}`, role: 'img', 'aria-label': label });
+  const chart = svg('svg', { width: '100%', height, viewBox: `0 0 800 ${height}`, preserveAspectRatio: 'xMinYMin meet', role: 'img', 'aria-label': label });
   rows.forEach((row, index) => {
     const y = 4 + index * 24;
     const width = Math.max(1, (560 * row.value) / max);
@@ -531,7 +540,7 @@ function barChart(rows, label) {
 /** Columns over time: the events recorded in each minute. */
 function timelineChart(timeline) {
   const max = Math.max(1, ...timeline.map((entry) => Number(entry.events)));
-  const chart = svg('svg', { width: '100%', height: 200, viewBox: '0 0 800 200', role: 'img', 'aria-label': 'Events appended per minute over the last hour' });
+  const chart = svg('svg', { width: '100%', height: 200, viewBox: '0 0 800 200', preserveAspectRatio: 'xMinYMin meet', role: 'img', 'aria-label': 'Events appended per minute over the last hour' });
   const step = 760 / timeline.length;
   timeline.forEach((entry, index) => {
     const value = Number(entry.events);
