@@ -143,7 +143,9 @@ export function createServer(options: HttpServerOptions): HttpServer {
     // exactly what the schema says or it is refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,
-    forceCloseConnections: true,
+    // close() ends idle keep-alive connections at once and lets requests in flight finish
+    // (subscriptions are ended by the preClose hook below).
+    forceCloseConnections: 'idle',
     serverFactory: (handler) => {
       const server: Server = createHttpServer(
         {

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { createTestStore, databaseUrl, seededRandom } from '../helpers.ts';
 import { ROOT, dses, dsesCommand } from '../cli.ts';
-import { call } from './fixtures/http-client.ts';
+import { call, openSse } from './fixtures/http-client.ts';
 
 /** Seconds each load check runs (the k6 scripts run 10 s). */
 const SECONDS = Number(process.env.DSES_HTTP_CHECK_SECONDS ?? 10);
@@ -74,8 +74,12 @@ test('dses serve prints its URL, takes its tokens from the environment, and clos
     const stats = await call(served.url, 'GET', '/v1/stats', { token: 'env-read' });
     assert.equal(stats.body.schema, schema);
   } finally {
+    // An open subscription does not hold the shutdown up: SIGTERM ends it, and dses exits 0.
+    const stream = await openSse(served.url, '/v1/subscribe', { token: 'env-read' });
+    assert.equal(stream.status, 200);
     const exit = await served.stop('SIGTERM');
     assert.equal(exit.code, 0, served.stderr());
+    for (;;) if ((await stream.messages.next()).done) break;
   }
   const refused = await dses(['--schema', schema, 'serve', '--port', '0', '--host', '0.0.0.0'], { env: { DSES_TOKEN: undefined, DSES_READ_TOKEN: undefined } });
   assert.equal(refused.code, 2);

@@ -117,6 +117,19 @@ test('the subscription cap: one more is 503; a client that goes away frees its p
   }
 });
 
+test('a subscription outlives the request and idle timeouts: heartbeats keep it open, and it still delivers', async () => {
+  const url = await serve({ requestTimeoutMs: 300, headersTimeoutMs: 200, idleTimeoutMs: 400, heartbeatMs: 100 });
+  const stream = await openSse(url, '/v1/subscribe', { lastEventId: (await store.head()).toString() });
+  assert.equal(stream.status, 200);
+  // Five times the request timeout and three times the idle timeout.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const appended = await store.append({ type: 'Late', data: 'still here' });
+  const message = await next(stream.messages);
+  assert.equal(message.id, appended.position.toString());
+  assert.ok(stream.comments.filter((comment) => comment === 'heartbeat').length >= 3);
+  stream.close();
+});
+
 test('with tokens the stream needs one (the read token is enough); close() ends open streams', async () => {
   const server = createServer({ store, token: 'w', readToken: 'r' });
   const url = await server.listen({ port: 0 });
