@@ -217,6 +217,8 @@ export function createServer(options: HttpServerOptions): HttpServer {
         ...(doc.headers && { headers: doc.headers }),
       },
       config: { access: doc.access, ...(doc.jsonQuery && { jsonQuery: doc.jsonQuery }) },
+      // HEAD would open a stream that sends nothing yet holds a subscription place.
+      exposeHeadRoute: doc.responses[200]?.contentType !== 'text/event-stream',
       handler,
     });
   };

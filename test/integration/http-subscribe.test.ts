@@ -102,6 +102,8 @@ test('the subscription cap: one more is 503; a client that goes away frees its p
   assert.equal(refused.status, 503);
   assert.equal(refused.body.error.code, 'TOO_MANY_SUBSCRIPTIONS');
   assert.equal(refused.headers.get('retry-after'), '1');
+  // HEAD would hold a place without streaming anything: there is no HEAD route for the stream.
+  assert.equal((await call(url, 'HEAD', '/v1/subscribe')).status, 404);
   one.close();
   two.close();
   // The server notices the disconnects and ends both subscriptions: both places come back.
