@@ -187,9 +187,10 @@ export function createServer(options: HttpServerOptions): HttpServer {
   });
   app.setErrorHandler((error, request, reply) => {
     const answer = errorAnswer(error);
-    if (answer.statusCode >= 500 && answer.body.error.code !== 'OVERLOADED' && answer.statusCode !== 503) {
-      logger?.error({ err: error, method: request.method, url: request.url }, 'HTTP request failed');
-    }
+    // The details a 500 does not send go to the log; an unknown outcome is worth a warning (the
+    // store logs its own reason); 501 and 503 are expected answers, not failures.
+    if (answer.statusCode === 500) logger?.error({ err: error, method: request.method, url: request.url }, 'HTTP request failed');
+    else if (answer.statusCode === 504) logger?.warn({ err: error, method: request.method, url: request.url }, 'HTTP append outcome unknown');
     return reply.code(answer.statusCode).headers(answer.headers).send(answer.body);
   });
   app.setNotFoundHandler((request, reply) => {

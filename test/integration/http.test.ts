@@ -336,12 +336,15 @@ describe('limits', () => {
     broken.head = async () => {
       throw new Error('secret detail at /srv/app/index.js:12');
     };
-    const url = await serve({}, broken);
+    const logged: string[] = [];
+    const record = (fields: Record<string, unknown>, message: string) => void logged.push(`${message}: ${(fields.err as Error | undefined)?.message}`);
+    const url = await serve({ logger: { debug: record, info: record, warn: record, error: record } }, broken);
     const answer = await call(url, 'GET', '/v1/head');
     assert.equal(answer.status, 500);
     assert.deepEqual(Object.keys(answer.body.error).sort(), ['code', 'message']);
     assert.equal(answer.body.error.code, 'INTERNAL_ERROR');
     assert.doesNotMatch(answer.text, /secret|index\.js|\bat\b/);
+    assert.deepEqual(logged, ['HTTP request failed: secret detail at /srv/app/index.js:12'], 'the details go to the log instead');
     const ready = await call(url, 'GET', '/ready');
     assert.equal(ready.status, 503);
     assert.equal((await call(url, 'GET', '/v1/stats')).status, 501);
