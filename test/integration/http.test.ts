@@ -240,6 +240,24 @@ describe('auth', () => {
     const document = (await call(url, 'GET', '/openapi.json', { token: 'read-secret' })).body;
     assert.ok(document.components.securitySchemes.bearer);
   });
+  test('extend adds routes (the hook for the web browser at /): read access unless declared public', async () => {
+    const server = createServer({
+      store,
+      token: 'w',
+      extend: (app) => {
+        app.get('/', { config: { access: 'public' } }, async (_request, reply) => reply.type('text/html').send('<h1>events</h1>'));
+        app.get('/ui/private', async () => ({ ok: true }));
+      },
+    });
+    servers.push(server);
+    const url = await server.listen({ port: 0 });
+    assert.equal(server.address?.host, '127.0.0.1');
+    const page = await call(url, 'GET', '/');
+    assert.equal(page.status, 200);
+    assert.equal(page.text, '<h1>events</h1>');
+    assert.equal((await call(url, 'GET', '/ui/private')).status, 401);
+    assert.equal((await call(url, 'GET', '/ui/private', { token: 'w' })).status, 200);
+  });
 });
 
 describe('limits', () => {
