@@ -93,7 +93,6 @@ export interface HttpServer {
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: Access;
-    jsonQuery?: readonly string[];
   }
 }
 
@@ -143,7 +142,9 @@ export function createServer(options: HttpServerOptions): HttpServer {
     // exactly what the schema says or it is refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,
-    forceCloseConnections: true,
+    // close() ends idle keep-alive connections at once and lets requests in flight finish
+    // (subscriptions are ended by the preClose hook below).
+    forceCloseConnections: 'idle',
     serverFactory: (handler) => {
       const server: Server = createHttpServer(
         {
@@ -163,31 +164,35 @@ export function createServer(options: HttpServerOptions): HttpServer {
 
   // Bodies are JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
-  app.addHook('onRequest', async (request) => {
-    authorize?.(request.routeOptions.config.access ?? 'read', request.headers.authorization);
-  });
+  // Without tokens there is nothing to check: no hook at all on the hot path.
+  if (authorize) {
+    app.addHook('onRequest', (request, _reply, done) => {
+      authorize(request.routeOptions.config.access ?? 'read', request.headers.authorization);
+      done();
+    });
+  }
   // JSON carried in a query string parameter (?query=<json>) is parsed before validation, so the
-  // schema checks the parsed value like a body.
-  app.addHook('preValidation', async (request) => {
-    const names = request.routeOptions.config.jsonQuery;
-    if (!names) return;
+  // schema checks the parsed value like a body. Only on the routes that have such parameters.
+  const parseJsonQuery = (names: readonly string[]) => (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void => {
     const query = request.query as Record<string, unknown>;
     for (const name of names) {
       const text = query[name];
       if (text === undefined) continue;
-      if (typeof text !== 'string') throw new InvalidInputError(name, 'must be given once');
+      if (typeof text !== 'string') return done(new InvalidInputError(name, 'must be given once'));
       try {
         query[name] = JSON.parse(text);
       } catch {
-        throw new InvalidInputError(name, 'is not valid JSON');
+        return done(new InvalidInputError(name, 'is not valid JSON'));
       }
     }
-  });
+    done();
+  };
   app.setErrorHandler((error, request, reply) => {
     const answer = errorAnswer(error);
-    if (answer.statusCode >= 500 && answer.body.error.code !== 'OVERLOADED' && answer.statusCode !== 503) {
-      logger?.error({ err: error, method: request.method, url: request.url }, 'HTTP request failed');
-    }
+    // The details a 500 does not send go to the log; an unknown outcome is worth a warning (the
+    // store logs its own reason); 501 and 503 are expected answers, not failures.
+    if (answer.statusCode === 500) logger?.error({ err: error, method: request.method, url: request.url }, 'HTTP request failed');
+    else if (answer.statusCode === 504) logger?.warn({ err: error, method: request.method, url: request.url }, 'HTTP append outcome unknown');
     return reply.code(answer.statusCode).headers(answer.headers).send(answer.body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -214,7 +219,10 @@ export function createServer(options: HttpServerOptions): HttpServer {
         ...(doc.params && { params: doc.params }),
         ...(doc.headers && { headers: doc.headers }),
       },
-      config: { access: doc.access, ...(doc.jsonQuery && { jsonQuery: doc.jsonQuery }) },
+      config: { access: doc.access },
+      ...(doc.jsonQuery && { preValidation: parseJsonQuery(doc.jsonQuery) }),
+      // HEAD would open a stream that sends nothing yet holds a subscription place.
+      exposeHeadRoute: doc.responses[200]?.contentType !== 'text/event-stream',
       handler,
     });
   };

@@ -64,7 +64,7 @@ describe('dses', { timeout: 120_000 }, () => {
     assert.equal(viaBin.code, 0, viaBin.stderr);
     assert.equal(viaBin.stdout, version.stdout);
     assert.equal(help.code, 0);
-    for (const command of ['dev', 'migrate', 'schema', 'append', 'read', 'tail', 'export', 'import', 'verify', 'stats', 'consumers']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
+    for (const command of ['dev', 'migrate', 'schema', 'append', 'read', 'tail', 'export', 'import', 'verify', 'stats', 'consumers', 'serve']) assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
     assert.equal(version.code, 0);
     assert.equal(version.stdout, `${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`);
     // No command: the help, on stderr (stdout stays clean for a pipe), as a usage error.

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { createTestStore, databaseUrl, seededRandom } from '../helpers.ts';
 import { ROOT, dses, dsesCommand } from '../cli.ts';
-import { call } from './fixtures/http-client.ts';
+import { call, openSse } from './fixtures/http-client.ts';
 
 /** Seconds each load check runs (the k6 scripts run 10 s). */
 const SECONDS = Number(process.env.DSES_HTTP_CHECK_SECONDS ?? 10);
@@ -74,8 +74,12 @@ test('dses serve prints its URL, takes its tokens from the environment, and clos
     const stats = await call(served.url, 'GET', '/v1/stats', { token: 'env-read' });
     assert.equal(stats.body.schema, schema);
   } finally {
+    // An open subscription does not hold the shutdown up: SIGTERM ends it, and dses exits 0.
+    const stream = await openSse(served.url, '/v1/subscribe', { token: 'env-read' });
+    assert.equal(stream.status, 200);
     const exit = await served.stop('SIGTERM');
     assert.equal(exit.code, 0, served.stderr());
+    for (;;) if ((await stream.messages.next()).done) break;
   }
   const refused = await dses(['--schema', schema, 'serve', '--port', '0', '--host', '0.0.0.0'], { env: { DSES_TOKEN: undefined, DSES_READ_TOKEN: undefined } });
   assert.equal(refused.code, 2);
@@ -139,6 +143,47 @@ async function dcbAppend(base: string, token: string, events: unknown[], conditi
   return body;
 }
 
+/**
+ * For each append (its first event) after `startHead`: the last event matching its query before
+ * it must be the one it saw when it read (recorded in its data). Any lost update, skipped
+ * conflict or reordering shows as a violation.
+ */
+function checkConditions(log: readonly DcbEvent[], startHead: number): { verified: number; violations: string[] } {
+  const violations: string[] = [];
+  let verified = 0;
+  const history: DcbEvent[] = [];
+  for (const event of log) {
+    if (event.position > startHead) {
+      const data = JSON.parse(event.data) as { query: DcbQuery; lastMatchingEventPosition: number; batchIndex: number };
+      if (data.batchIndex === 0) {
+        let lastBefore = 0;
+        for (let index = history.length - 1; index >= 0; index -= 1) {
+          if (matches(data.query, history[index]!)) {
+            lastBefore = history[index]!.position;
+            break;
+          }
+        }
+        if (data.lastMatchingEventPosition !== lastBefore) {
+          violations.push(`event ${event.position}: appended after ${data.lastMatchingEventPosition}, but a matching event at ${lastBefore} came first`);
+        }
+        verified += 1;
+      }
+    }
+    history.push(event);
+  }
+  return { verified, violations };
+}
+
+test('the consistency checker finds a condition that did not hold (so that its silence means something)', () => {
+  const query: DcbQuery = { items: [{ types: ['EventType1'], tags: ['tag1'] }] };
+  const data = (lastMatchingEventPosition: number) => JSON.stringify({ query, lastMatchingEventPosition, batchIndex: 0 });
+  const first: DcbEvent = { type: 'EventType1', tags: ['tag1', 'tag2'], data: data(0), position: 1 };
+  const unrelated: DcbEvent = { type: 'EventType2', tags: ['tag1'], data: data(1), position: 2 };
+  assert.deepEqual(checkConditions([first, unrelated, { type: 'EventType3', tags: [], data: data(1), position: 3 }], 0).violations, []);
+  const lost = checkConditions([first, unrelated, { type: 'EventType3', tags: [], data: data(0), position: 3 }], 0);
+  assert.equal(lost.violations.length, 1, 'an append that saw nothing although event 1 matched');
+});
+
 test(`dcb.events consistency: ${CLIENTS} clients append with random conditions for ${SECONDS} s through dses serve; every recorded condition held`, async (t) => {
   const served = await serve(['--token', 'k6']);
   try {
@@ -167,30 +212,11 @@ test(`dcb.events consistency: ${CLIENTS} clients append with random conditions f
     assert.ok(appends > CLIENTS, `only ${appends} appends`);
     assert.ok(failed < appends, 'every append failed its condition');
 
-    // Verify: for each append (its first event), the last event matching its query before it is
-    // the one it saw when it read. Any lost update, skipped conflict or reordering shows here.
-    let verified = 0;
-    const history: DcbEvent[] = [];
     const all = await dcbRead(served.url, 'k6', { items: [] });
     const fresh = all.filter((event) => event.position > startHead).map((event) => event.position);
     assert.deepEqual(fresh, Array.from({ length: fresh.length }, (_, index) => startHead + index + 1), 'positions are gap-free and in order');
-    for (const event of all) {
-      if (event.position > startHead) {
-        const data = JSON.parse(event.data) as { query: DcbQuery; lastMatchingEventPosition: number; batchIndex: number };
-        if (data.batchIndex === 0) {
-          let lastBefore = 0;
-          for (let index = history.length - 1; index >= 0; index -= 1) {
-            if (matches(data.query, history[index]!)) {
-              lastBefore = history[index]!.position;
-              break;
-            }
-          }
-          assert.equal(data.lastMatchingEventPosition, lastBefore, `event ${event.position}: its append condition (after ${data.lastMatchingEventPosition}) did not hold: a matching event at ${lastBefore} came first`);
-          verified += 1;
-        }
-      }
-      history.push(event);
-    }
+    const { verified, violations } = checkConditions(all, startHead);
+    assert.deepEqual(violations, []);
     assert.equal(verified, appends - failed, 'one verified first event per successful append');
     t.diagnostic(`${appends} appends, ${failed} refused by their condition, ${verified} conditions verified`);
   } finally {

@@ -102,6 +102,8 @@ test('the subscription cap: one more is 503; a client that goes away frees its p
   assert.equal(refused.status, 503);
   assert.equal(refused.body.error.code, 'TOO_MANY_SUBSCRIPTIONS');
   assert.equal(refused.headers.get('retry-after'), '1');
+  // HEAD would hold a place without streaming anything: there is no HEAD route for the stream.
+  assert.equal((await call(url, 'HEAD', '/v1/subscribe')).status, 404);
   one.close();
   two.close();
   // The server notices the disconnects and ends both subscriptions: both places come back.
@@ -115,6 +117,19 @@ test('the subscription cap: one more is 503; a client that goes away frees its p
     assert.ok(attempt < 100, 'the subscriptions of clients that went away were never freed');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+});
+
+test('a subscription outlives the request and idle timeouts: heartbeats keep it open, and it still delivers', async () => {
+  const url = await serve({ requestTimeoutMs: 300, headersTimeoutMs: 200, idleTimeoutMs: 400, heartbeatMs: 100 });
+  const stream = await openSse(url, '/v1/subscribe', { lastEventId: (await store.head()).toString() });
+  assert.equal(stream.status, 200);
+  // Five times the request timeout and three times the idle timeout.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const appended = await store.append({ type: 'Late', data: 'still here' });
+  const message = await next(stream.messages);
+  assert.equal(message.id, appended.position.toString());
+  assert.ok(stream.comments.filter((comment) => comment === 'heartbeat').length >= 3);
+  stream.close();
 });
 
 test('with tokens the stream needs one (the read token is enough); close() ends open streams', async () => {

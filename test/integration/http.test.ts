@@ -240,6 +240,24 @@ describe('auth', () => {
     const document = (await call(url, 'GET', '/openapi.json', { token: 'read-secret' })).body;
     assert.ok(document.components.securitySchemes.bearer);
   });
+  test('extend adds routes (the hook for the web browser at /): read access unless declared public', async () => {
+    const server = createServer({
+      store,
+      token: 'w',
+      extend: (app) => {
+        app.get('/', { config: { access: 'public' } }, async (_request, reply) => reply.type('text/html').send('<h1>events</h1>'));
+        app.get('/ui/private', async () => ({ ok: true }));
+      },
+    });
+    servers.push(server);
+    const url = await server.listen({ port: 0 });
+    assert.equal(server.address?.host, '127.0.0.1');
+    const page = await call(url, 'GET', '/');
+    assert.equal(page.status, 200);
+    assert.equal(page.text, '<h1>events</h1>');
+    assert.equal((await call(url, 'GET', '/ui/private')).status, 401);
+    assert.equal((await call(url, 'GET', '/ui/private', { token: 'w' })).status, 200);
+  });
 });
 
 describe('limits', () => {
@@ -336,12 +354,15 @@ describe('limits', () => {
     broken.head = async () => {
       throw new Error('secret detail at /srv/app/index.js:12');
     };
-    const url = await serve({}, broken);
+    const logged: string[] = [];
+    const record = (fields: Record<string, unknown>, message: string) => void logged.push(`${message}: ${(fields.err as Error | undefined)?.message}`);
+    const url = await serve({ logger: { debug: record, info: record, warn: record, error: record } }, broken);
     const answer = await call(url, 'GET', '/v1/head');
     assert.equal(answer.status, 500);
     assert.deepEqual(Object.keys(answer.body.error).sort(), ['code', 'message']);
     assert.equal(answer.body.error.code, 'INTERNAL_ERROR');
     assert.doesNotMatch(answer.text, /secret|index\.js|\bat\b/);
+    assert.deepEqual(logged, ['HTTP request failed: secret detail at /srv/app/index.js:12'], 'the details go to the log instead');
     const ready = await call(url, 'GET', '/ready');
     assert.equal(ready.status, 503);
     assert.equal((await call(url, 'GET', '/v1/stats')).status, 501);
