@@ -37,6 +37,42 @@ export interface SequencedEvent<Data = unknown> {
   recordedAt: Date;
 }
 
+/** An event with its timestamps as ISO 8601 text (an export's, exact to the microsecond). */
+export type TextTimedEvent = Omit<SequencedEvent, 'occurredAt' | 'recordedAt'> & { occurredAt: string; recordedAt: string };
+
+/**
+ * An event as the JSON formats carry it (the CLI's NDJSON and export lines, the HTTP API), in
+ * this key order: positions as decimal strings (exact beyond 2^53), timestamps as ISO 8601.
+ */
+export interface EventJson {
+  position: string;
+  id: string;
+  type: string;
+  tags: string[];
+  data: unknown;
+  metadata: Record<string, unknown>;
+  occurredAt: string;
+  recordedAt: string;
+}
+
+export function eventJson(event: SequencedEvent): EventJson {
+  return textTimedEventJson(event, event.occurredAt.toISOString(), event.recordedAt.toISOString());
+}
+
+/** eventJson with the timestamps given as text. */
+export function textTimedEventJson(event: Omit<SequencedEvent, 'occurredAt' | 'recordedAt'>, occurredAt: string, recordedAt: string): EventJson {
+  return {
+    position: event.position.toString(),
+    id: event.id,
+    type: event.type,
+    tags: event.tags,
+    data: event.data,
+    metadata: event.metadata,
+    occurredAt,
+    recordedAt,
+  };
+}
+
 /** An event after validation, in the shape the append function reads (snake_case keys). */
 export interface NormalizedEvent {
   id: string;

@@ -1,24 +1,15 @@
 // How events look on the command line: the NDJSON line of read/tail/export (one event per line,
 // positions as strings so they stay exact), and the table for a terminal.
-import type { SequencedEvent } from '../events.ts';
+import { eventJson, textTimedEventJson, type SequencedEvent, type TextTimedEvent } from '../events.ts';
 
 /** The export format, exactly: position, id, type, tags, data, metadata, occurredAt, recordedAt. */
-export function eventJson(event: SequencedEvent): string {
-  return exportLine(event, event.occurredAt.toISOString(), event.recordedAt.toISOString());
+export function eventLine(event: SequencedEvent): string {
+  return JSON.stringify(eventJson(event));
 }
 
-/** eventJson with the timestamps given as text (an export's, exact to the microsecond). */
-export function exportLine(event: Omit<SequencedEvent, 'occurredAt' | 'recordedAt'>, occurredAt: string, recordedAt: string): string {
-  return JSON.stringify({
-    position: event.position.toString(),
-    id: event.id,
-    type: event.type,
-    tags: event.tags,
-    data: event.data,
-    metadata: event.metadata,
-    occurredAt,
-    recordedAt,
-  });
+/** eventLine of an event whose timestamps are text (an export's, exact to the microsecond). */
+export function exportLine(event: TextTimedEvent): string {
+  return JSON.stringify(textTimedEventJson(event, event.occurredAt, event.recordedAt));
 }
 
 export type OutputFormat = 'table' | 'ndjson' | 'json';

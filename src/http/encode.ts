@@ -1,32 +1,10 @@
 // Values between the store's types and the API's JSON: positions as decimal strings, dates as
 // ISO 8601, and the request shapes turned into queries and events.
 import { Query, QueryItem, type QueryJSON } from '../query.ts';
-import type { EventInput, SequencedEvent } from '../events.ts';
+import type { EventInput } from '../events.ts';
 import { InvalidInputError } from '../errors.ts';
 
-export interface EventJson {
-  position: string;
-  id: string;
-  type: string;
-  tags: string[];
-  data: unknown;
-  metadata: Record<string, unknown>;
-  occurredAt: string;
-  recordedAt: string;
-}
-
-export function eventJson(event: SequencedEvent): EventJson {
-  return {
-    position: event.position.toString(),
-    id: event.id,
-    type: event.type,
-    tags: event.tags,
-    data: event.data,
-    metadata: event.metadata,
-    occurredAt: event.occurredAt.toISOString(),
-    recordedAt: event.recordedAt.toISOString(),
-  };
-}
+export { eventJson, type EventJson } from '../events.ts';
 
 /** A position the schema let through (a decimal string of at most 19 digits), within the store's range. */
 export function position(text: string, path: string): bigint {

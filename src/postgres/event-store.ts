@@ -31,7 +31,7 @@ import { MAX_TIMER_MS, pause, settlesWithin } from '../util/wait.ts';
 import { quoteSchemaName } from './identifiers.ts';
 import { ensurePayloadIndex, migrate } from './migrate.ts';
 import { schemaSql } from './schema.ts';
-import { buildReadStatement } from './read-sql.ts';
+import { buildReadStatement, type ReadRow } from './read-sql.ts';
 import { PostgresSnapshotStore } from './snapshot-store.ts';
 import { HeadNotifier } from './notifier.ts';
 import { sendCancelRequest } from './cancel.ts';
@@ -133,18 +133,6 @@ export interface EventStoreOptions {
    * append), and only on a schema at migration 5 or later. Default true.
    */
   propagateTraceContext?: boolean;
-}
-
-interface ReadRow {
-  head: string;
-  position: string | null;
-  id: string;
-  type: string;
-  tags: string[];
-  data: unknown;
-  metadata: Record<string, unknown>;
-  occurred_at: Date;
-  recorded_at: Date;
 }
 
 /**

@@ -11,6 +11,20 @@ export interface ReadBounds {
   backwards: boolean;
 }
 
+/** A row of the read statement: the head on every row, the event's columns NULL when none matched. */
+export interface ReadRow<Timestamp = Date> {
+  head: string;
+  position: string | null;
+  id: string;
+  type: string;
+  tags: string[];
+  data: unknown;
+  metadata: Record<string, unknown>;
+  /** A Date, or text with TimestampColumns 'text'. */
+  occurred_at: Timestamp;
+  recorded_at: Timestamp;
+}
+
 /**
  * occurred_at and recorded_at as the store reads them (timestamptz, a Date with milliseconds), or
  * as exact text for an export: ISO 8601 in UTC with all six fractional digits, e.g.

@@ -4,45 +4,24 @@
 // path of its own here; it takes the same head lock, so it is safe next to running appends.
 import pg from 'pg';
 import { AppendOutcomeUnknownError, EventStoreDatabaseError } from '../errors.ts';
+import type { TextTimedEvent } from '../events.ts';
 import type { InternalQuery } from '../query.ts';
 import { quoteSchemaName } from './identifiers.ts';
-import { buildReadStatement } from './read-sql.ts';
+import { buildReadStatement, type ReadRow } from './read-sql.ts';
 
-/** One event as a restore writes it: every column, exactly as exported. */
-export interface RestoreEvent {
-  position: bigint;
-  id: string;
-  type: string;
-  tags: string[];
-  data: unknown;
-  metadata: Record<string, unknown>;
-  /** ISO 8601 strings, passed through to timestamptz unchanged. */
-  occurredAt: string;
-  recordedAt: string;
-}
+/** One event as a restore writes it: every column, exactly as exported (the timestamps passed through to timestamptz unchanged). */
+export type RestoreEvent = TextTimedEvent;
 
 /**
  * One event as an export writes it: the timestamps exact, as ISO 8601 text in UTC with
  * milliseconds when that is all they have, else microseconds (recorded_at, the server's clock).
  */
-export interface ExportEvent extends RestoreEvent {}
+export type ExportEvent = TextTimedEvent;
 
 /** A page of an export, and the head in the same snapshot. */
 export interface ExportPage {
   events: ExportEvent[];
   head: bigint;
-}
-
-interface ExportRow {
-  head: string;
-  position: string | null;
-  id: string;
-  type: string;
-  tags: string[];
-  data: unknown;
-  metadata: Record<string, unknown>;
-  occurred_at: string;
-  recorded_at: string;
 }
 
 /** `2026-12-02T15:28:02.123000Z` -> `2026-12-02T15:28:02.123Z` (what Date#toISOString writes); microseconds kept otherwise. */
@@ -111,7 +90,7 @@ export class TransferConnection {
    */
   async exportPage(query: InternalQuery, after: bigint, limit: number): Promise<ExportPage> {
     const statement = buildReadStatement(this.#schema, query, { after, limit, backwards: false }, 'text');
-    const { rows } = await this.#query<ExportRow>(`reading the events after position ${after}`, statement.text, statement.values);
+    const { rows } = await this.#query<ReadRow<string>>(`reading the events after position ${after}`, statement.text, statement.values);
     const events: ExportEvent[] = [];
     for (const row of rows) {
       if (row.position === null) continue;

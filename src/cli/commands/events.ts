@@ -4,7 +4,7 @@ import { Query, QueryItem } from '../../query.ts';
 import type { AppendCondition } from '../../append-condition.ts';
 import { normalizeEvent, type EventInput, type SequencedEvent } from '../../events.ts';
 import { EventStoreError } from '../../errors.ts';
-import { EventTable, eventJson, outputFormat, type OutputFormat } from '../format.ts';
+import { EventTable, eventLine, outputFormat, type OutputFormat } from '../format.ts';
 import { parseJsonFlag, parsePosition, parsePositiveInteger, say, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
 
 /** The query of --types/--tags (one item) or --query (the DCB JSON shape); every event without either. */
@@ -153,7 +153,7 @@ export function registerEvents(program: Command, globals: () => GlobalOptions): 
       await withStore(globals(), async (store) => {
         const { events, head } = await store.read(query, { ...(after !== undefined && { after }), ...(limit !== undefined && { limit }), ...(flags.backwards && { backwards: true }) });
         if (format === 'json') {
-          await writeOut(`{"events":[${events.map(eventJson).join(',')}],"head":"${head}"}\n`);
+          await writeOut(`{"events":[${events.map(eventLine).join(',')}],"head":"${head}"}\n`);
           return;
         }
         const sink = eventSink(format);
@@ -197,7 +197,7 @@ function formatOf(flag: string | undefined): OutputFormat {
 function eventSink(format: OutputFormat): (event: SequencedEvent) => Promise<void> {
   const table = format === 'table' ? new EventTable() : undefined;
   return async (event) => {
-    await writeOut(table ? table.line(event) : `${eventJson(event)}\n`);
+    await writeOut(table ? table.line(event) : `${eventLine(event)}\n`);
   };
 }
 

@@ -1,4 +1,4 @@
-// dses export, dses import: the store as NDJSON (one event per line, eventJson's format), in
+// dses export, dses import: the store as NDJSON (one event per line, eventLine's format), in
 // constant memory at any size, and back, resumable after an interruption.
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { once } from 'node:events';
@@ -135,7 +135,7 @@ async function exportEvents(connection: TransferConnection, query: InternalQuery
       next?.catch(() => undefined);
       for (const event of page.events) {
         if (event.position > end) break;
-        chunk += `${exportLine(event, event.occurredAt, event.recordedAt)}\n`;
+        chunk += `${exportLine(event)}\n`;
         count += 1;
         if (chunk.length >= WRITE_CHUNK) {
           await output.write(chunk);
