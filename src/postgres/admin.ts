@@ -11,9 +11,16 @@ export interface PendingMigration {
   sql: string;
 }
 
-/** Runs `work` on a connection of its own. */
-export async function withConnection<T>(connectionString: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString, application_name: 'dses', connectionTimeoutMillis: 10_000 });
+/**
+ * Runs `work` on a connection of its own, closed afterwards. A connection error while it runs
+ * fails `work`'s statement, not the process. `connectionTimeoutMillis` 0: no limit.
+ */
+export async function withConnection<T>(
+  connectionString: string,
+  work: (client: pg.Client) => Promise<T>,
+  { applicationName = 'dses', connectionTimeoutMillis = 10_000 }: { applicationName?: string; connectionTimeoutMillis?: number } = {},
+): Promise<T> {
+  const client = new pg.Client({ connectionString, application_name: applicationName, connectionTimeoutMillis });
   client.on('error', () => undefined);
   await client.connect();
   try {

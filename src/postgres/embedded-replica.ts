@@ -12,6 +12,7 @@ import { chmod, chown, copyFile, lstat, mkdir, readdir, readFile, rm, writeFile 
 import { join } from 'node:path';
 import pg from 'pg';
 import { EmbeddedPostgresError, OperationTimeoutError } from '../errors.ts';
+import { withConnection } from './admin.ts';
 
 /** The primary as the standby code needs it. */
 export interface PrimaryEndpoint {
@@ -40,16 +41,9 @@ export function slotNameFor(dataDir: string): string {
   return `dses_standby_${createHash('sha256').update(dataDir).digest('hex').slice(0, 16)}`;
 }
 
-async function withPrimary<T>(primary: PrimaryEndpoint, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: primary.connectionString, application_name: 'dses-standby-setup' });
-  // A primary that goes away mid-setup must fail the setup, not crash the process.
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+/** A primary that goes away mid-setup fails the setup, not the process (withConnection). */
+function withPrimary<T>(primary: PrimaryEndpoint, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withConnection(primary.connectionString, work, { applicationName: 'dses-standby-setup', connectionTimeoutMillis: 0 });
 }
 
 /** The cluster's system identifier: the same for a primary and every standby made from it. */
