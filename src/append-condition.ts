@@ -19,13 +19,25 @@ export class AppendConditionFailedError extends EventStoreError {
   readonly condition: AppendCondition;
   /** Position of a conflicting event (the first one after `after` when `after` was given). */
   readonly conflictingPosition: bigint | undefined;
+  /** `appendCommands`: the index of the command whose condition failed. Undefined for `append`. */
+  readonly commandIndex: number | undefined;
+  /**
+   * `appendCommands`: the condition matched an event of this earlier command of the same call
+   * (which was not written either), not a stored one; `conflictingPosition` is then undefined.
+   */
+  readonly conflictingCommandIndex: number | undefined;
 
-  constructor(condition: AppendCondition, conflictingPosition: bigint | undefined) {
+  constructor(condition: AppendCondition, conflictingPosition: bigint | undefined, commands?: { commandIndex: number; conflictingCommandIndex?: number | undefined }) {
     const after = condition.after === undefined ? 'at all' : `after position ${condition.after}`;
-    const at = conflictingPosition === undefined ? '' : ` (first conflict at position ${conflictingPosition})`;
-    super('APPEND_CONDITION_FAILED', `append condition failed: an event matching the condition exists ${after}${at}`);
+    const which = commands === undefined ? 'append condition failed' : `condition of command ${commands.commandIndex} failed`;
+    const message = commands?.conflictingCommandIndex !== undefined
+      ? `${which}: an event of command ${commands.conflictingCommandIndex} of the same call matches it (nothing was written)`
+      : `${which}: an event matching the condition exists ${after}${conflictingPosition === undefined ? '' : ` (first conflict at position ${conflictingPosition})`}`;
+    super('APPEND_CONDITION_FAILED', message);
     this.condition = condition;
     this.conflictingPosition = conflictingPosition;
+    this.commandIndex = commands?.commandIndex;
+    this.conflictingCommandIndex = commands?.conflictingCommandIndex;
   }
 }
 

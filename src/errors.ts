@@ -14,7 +14,8 @@ export type EventStoreErrorCode =
   | 'CONSUMER_RUNNING'
   | 'APPEND_OUTCOME_UNKNOWN'
   | 'OVERLOADED'
-  | 'TIMEOUT';
+  | 'TIMEOUT'
+  | 'SCHEMA_TOO_OLD';
 
 /**
  * Base class of every error this library throws. Switch on `code`, which is stable across
@@ -51,13 +52,32 @@ export class DuplicateEventIdError extends EventStoreError {
   /** Position of a stored event whose id clashes. */
   readonly existingPosition: bigint | undefined;
 
-  constructor(ids: readonly string[], existingPosition: bigint | undefined) {
+  /** `appendCommands`: the index of the command whose ids clash. Undefined for `append`. */
+  readonly commandIndex: number | undefined;
+
+  constructor(ids: readonly string[], existingPosition: bigint | undefined, commandIndex?: number) {
     super(
       'DUPLICATE_EVENT_ID',
-      `event id already stored with different content, or only part of the append was stored before: ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}`,
+      `${commandIndex === undefined ? '' : `command ${commandIndex}: `}event id already stored with different content, or only part of the append was stored before: ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}`,
     );
     this.ids = ids;
     this.existingPosition = existingPosition;
+    this.commandIndex = commandIndex;
+  }
+}
+
+/**
+ * The store's schema lacks a migration this operation needs (it was connected with
+ * `migrate: false` and its migrations are applied by another tool). Nothing was written.
+ */
+export class SchemaTooOldError extends EventStoreError {
+  readonly version: number;
+  readonly needed: number;
+
+  constructor(operation: string, version: number, needed: number) {
+    super('SCHEMA_TOO_OLD', `${operation} needs migration ${needed} of the schema, which is at migration ${version}: apply the migrations (dses migrate); nothing was written`);
+    this.version = version;
+    this.needed = needed;
   }
 }
 

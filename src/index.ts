@@ -1,4 +1,6 @@
 export type {
+  AppendCommand,
+  AppendCommandsResult,
   AppendOptions,
   AppendResult,
   CloseOptions,
@@ -28,7 +30,7 @@ export type { AppendCondition } from './append-condition.ts';
 export type { EventInput, JsonValue, SequencedEvent } from './events.ts';
 export { MAX_TAG_LENGTH, MAX_TYPE_LENGTH } from './validation.ts';
 export { AppendConditionFailedError, RetriesExhaustedError, isAppendConditionFailedError } from './append-condition.ts';
-export { DuplicateEventIdError, EmbeddedPostgresError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, MigrationError, OperationAbortedError, ConsumerFailedError, CheckpointAheadError, ConsumerRunningError, AppendOutcomeUnknownError, EventStoreOverloadedError, OperationTimeoutError, isEventStoreError } from './errors.ts';
+export { DuplicateEventIdError, EmbeddedPostgresError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, MigrationError, OperationAbortedError, ConsumerFailedError, CheckpointAheadError, ConsumerRunningError, AppendOutcomeUnknownError, EventStoreOverloadedError, OperationTimeoutError, SchemaTooOldError, isEventStoreError } from './errors.ts';
 export type { EventStoreErrorCode } from './errors.ts';
 export { startEmbeddedPostgres } from './postgres/embedded.ts';
 export type { EmbeddedPostgresOptions, EmbeddedPostgresServer, EmbeddedPostgresStandby } from './postgres/embedded.ts';

@@ -5,7 +5,7 @@ import { type AppendCondition } from './append-condition.ts';
 import { normalizeEvent, type EventInput, type NormalizedEvent } from './events.ts';
 import { describe, validatePosition } from './validation.ts';
 import { Query } from './query.ts';
-import type { ReadResult, StreamOptions } from './store.ts';
+import type { AppendCommand, ReadResult, StreamOptions } from './store.ts';
 import type { SequencedEvent } from './events.ts';
 
 export interface PreparedAppend {
@@ -36,6 +36,40 @@ export function prepareAppend(events: EventInput | readonly EventInput[], condit
     after = condition.after === undefined ? undefined : validatePosition(condition.after, 'condition.after');
   }
   return { events: normalized, condition, after };
+}
+
+export interface PreparedCommand extends PreparedAppend {
+  /** As the caller gave it. */
+  input: AppendCommand;
+}
+
+/**
+ * Validates appendCommands' input: at least one command, each as `append` takes it (paths name
+ * the command: `commands[2].events[0].type`), and no event id twice in the whole call.
+ */
+export function prepareCommands(commands: readonly AppendCommand[], signal: AbortSignal | undefined): PreparedCommand[] {
+  if (signal?.aborted) throw new OperationAbortedError('append', signal.reason);
+  if (!Array.isArray(commands)) throw new InvalidInputError('commands', `must be an array of { events, condition? }, got ${describe(commands)}`);
+  if (commands.length === 0) throw new InvalidInputError('commands', 'needs at least one command');
+  const ids = new Map<string, number>();
+  return Array.from(commands, (command: AppendCommand | undefined, index) => {
+    if (command === null || typeof command !== 'object' || Array.isArray(command)) {
+      throw new InvalidInputError(`commands[${index}]`, `must be an object { events, condition? }, got ${describe(command)}`);
+    }
+    let prepared: PreparedAppend;
+    try {
+      prepared = prepareAppend(command.events, command.condition, undefined);
+    } catch (error) {
+      if (error instanceof InvalidInputError) throw new InvalidInputError(`commands[${index}].${error.path}`, error.message.slice(error.path.length + 2));
+      throw error;
+    }
+    prepared.events.forEach((event, eventIndex) => {
+      const earlier = ids.get(event.id);
+      if (earlier !== undefined) throw new InvalidInputError(`commands[${index}].events[${eventIndex}].id`, `repeats id ${event.id} of command ${earlier} within the same call`);
+      ids.set(event.id, index);
+    });
+    return { ...prepared, input: command };
+  });
 }
 
 export interface ValidatedRead {

@@ -18,6 +18,13 @@ export interface DcbEventStore {
    * AppendConditionFailedError and nothing is written.
    */
   append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options?: AppendOptions): Promise<AppendResult>;
+  /**
+   * Appends several commands atomically: all of them or none. Each command's condition is checked
+   * in order and sees the events of the commands before it in the same call (two commands that
+   * create the same entity conflict, as two separate appends would). A failed condition rejects
+   * with AppendConditionFailedError carrying `commandIndex`, and nothing of any command is written.
+   */
+  appendCommands(commands: readonly AppendCommand[], options?: AppendOptions): Promise<AppendCommandsResult>;
   /** The events matching `query`, in position order, with the head of the same snapshot. */
   read<Data = unknown>(query: Query, options?: ReadOptions): Promise<ReadResult<Data>>;
   /** The events matching `query`, fetched in pages: for histories too large for one read. */
@@ -102,6 +109,22 @@ export interface AppendOptions {
   signal?: AbortSignal;
   /** This append's deadline (see `appendTimeoutMs`), for a call that must answer sooner (or may take longer). */
   timeoutMs?: number;
+}
+
+/** One command of {@link DcbEventStore.appendCommands}: its events and the condition its decision implies. */
+export interface AppendCommand {
+  events: EventInput | readonly EventInput[];
+  condition?: AppendCondition;
+}
+
+export interface AppendCommandsResult {
+  /**
+   * Position of each command's last event, in the order given (for an idempotent retry, the
+   * positions written originally).
+   */
+  positions: bigint[];
+  /** Position of the last event written: the last of `positions`. */
+  position: bigint;
 }
 
 export interface AppendResult {

@@ -6,12 +6,22 @@ import type { InternalQuery } from '../query.ts';
 import { backoffDelay, type BackoffOptions } from '../util/backoff.ts';
 import { errorFields, type StoreLog } from '../telemetry/log.ts';
 
-/** One append call waiting for, or riding in, a batch. */
-export interface PendingAppend {
+/** One command of an append call: its events and its condition. */
+export interface AppendPart {
   events: NormalizedEvent[];
   condition: { query: InternalQuery; after: string | null } | null;
   /** As the caller gave it, for the error. */
   callerCondition: AppendCondition | undefined;
+}
+
+/** One append call waiting for, or riding in, a batch. */
+export interface PendingAppend {
+  /** `append`: one part. `appendCommands`: one per command, written all together or not at all. */
+  parts: AppendPart[];
+  /** Every event of every part, in order. */
+  events: NormalizedEvent[];
+  /** Called as appendCommands: errors name the command (`commandIndex`). */
+  commands: boolean;
   signal: AbortSignal | undefined;
   /** This append's deadline; default the store's appendTimeoutMs. */
   timeoutMs?: number | undefined;
@@ -29,7 +39,8 @@ export interface AppendReport {
 
 /** The batcher's record of a pending append. */
 interface Command extends PendingAppend {
-  resolve: (position: bigint) => void;
+  /** The position of each part's last event. */
+  resolve: (positions: bigint[]) => void;
   reject: (error: unknown) => void;
   state: 'queued' | 'in-flight' | 'settled';
   /**
@@ -50,16 +61,19 @@ interface Command extends PendingAppend {
   deadline: number;
 }
 
-/** What the append function answered for one command. */
+/** What the append function answered for one part (a row per part, in order). */
 export type CommandResult =
   | { status: 'appended' | 'already-appended'; position: bigint }
-  | { status: 'condition-failed'; conflict: bigint | undefined }
+  /** `conflictingPart`: the condition matched an event of this earlier part of the same call (then no `conflict`). */
+  | { status: 'condition-failed'; conflict: bigint | undefined; conflictingPart?: number }
   | { status: 'duplicate-id'; conflict: bigint | undefined }
+  /** Another part of the same call failed. */
+  | { status: 'not-written' }
   | { status: 'unknown'; code: number };
 
 /** A connection that runs append batches. */
 export interface AppendConnection {
-  /** One call of the append function for these commands, in this order. */
+  /** One call of the append function for these commands, in this order: a result per part. */
   send(commands: readonly PendingAppend[], checkIds: boolean): Promise<CommandResult[]>;
   /**
    * Asks the server to cancel the running statement (its whole transaction then rolls back).
@@ -162,11 +176,12 @@ export class AppendBatcher {
     this.#log = log;
   }
 
-  submit(append: PendingAppend): Promise<bigint> {
+  /** Resolves with the position of each part's last event. */
+  submit(append: PendingAppend): Promise<bigint[]> {
     if (this.#queue.length >= this.#limits.maxQueued) {
       return Promise.reject(new EventStoreOverloadedError(`${this.#queue.length} appends are queued already`, this.#limits.maxQueued));
     }
-    return new Promise<bigint>((resolve, reject) => {
+    return new Promise<bigint[]>((resolve, reject) => {
       const command: Command = { ...append, resolve, reject, state: 'queued', ambiguous: false, alone: false, abortRequested: false, cleanup: () => undefined, lastError: undefined, deadline: Date.now() + (append.timeoutMs ?? this.#limits.appendTimeoutMs) };
       const timer = setTimeout(() => this.#expire(command), append.timeoutMs ?? this.#limits.appendTimeoutMs);
       const signal = append.signal;
@@ -398,7 +413,11 @@ export class AppendBatcher {
       if (results) {
         this.#execution.answered?.(live.length);
         for (const command of live) if (command.report) command.report.batchCommands = live.length;
-        live.forEach((command, index) => this.#deliver(command, results[index]));
+        let row = 0;
+        for (const command of live) {
+          this.#deliver(command, results.slice(row, row + command.parts.length));
+          row += command.parts.length;
+        }
         return;
       }
       if (this.#execution.isCancelled(failure) && attempt.cancelRequested && !destroyed) {
@@ -471,22 +490,36 @@ export class AppendBatcher {
     this.#wakeBackoff = undefined;
   }
 
-  #deliver(command: Command, result: CommandResult | undefined): void {
+  #deliver(command: Command, results: readonly CommandResult[]): void {
     this.#settle(command, () => {
-      if (!result) {
+      if (results.length < command.parts.length) {
         command.reject(this.#unknown(command, 'the append function returned fewer results than commands'));
-      } else if (result.status === 'appended' || result.status === 'already-appended') {
+        return;
+      }
+      if (results.every((result) => result.status === 'appended' || result.status === 'already-appended')) {
         // Stored already, and not by an attempt of this very call (a resend finds its own first attempt's events).
-        if (command.report && result.status === 'already-appended' && !command.ambiguous) command.report.idempotent = true;
-        command.resolve(result.position);
-      } else if (result.status === 'condition-failed') {
-        command.reject(new AppendConditionFailedError(command.callerCondition!, result.conflict));
-      } else if (result.status === 'duplicate-id') {
-        command.reject(new DuplicateEventIdError(command.events.map((event) => event.id), result.conflict));
-      } else {
+        if (command.report && !command.ambiguous && results.every((result) => result.status === 'already-appended')) command.report.idempotent = true;
+        command.resolve(results.map((result) => (result as { position: bigint }).position));
+        return;
+      }
+      const unknown = results.find((result) => result.status === 'unknown');
+      if (unknown) {
         // A newer schema than this library knows: the batch committed, but what became of this
         // command is not something we can tell.
-        command.reject(this.#unknown(command, `the append function answered with status ${(result as { code: number }).code}, which this version does not know (is the schema newer than the library?)`));
+        command.reject(this.#unknown(command, `the append function answered with status ${unknown.code}, which this version does not know (is the schema newer than the library?)`));
+        return;
+      }
+      // Nothing of the call was written: the first part that failed says why.
+      const index = results.findIndex((result) => result.status === 'condition-failed' || result.status === 'duplicate-id');
+      const result = results[index];
+      const commandIndex = command.commands ? index : undefined;
+      if (result?.status === 'condition-failed') {
+        const part = command.parts[index]!;
+        command.reject(new AppendConditionFailedError(part.callerCondition!, result.conflict, commandIndex === undefined ? undefined : { commandIndex, conflictingCommandIndex: result.conflictingPart }));
+      } else if (result?.status === 'duplicate-id') {
+        command.reject(new DuplicateEventIdError(command.parts[index]!.events.map((event) => event.id), result.conflict, commandIndex));
+      } else {
+        command.reject(this.#unknown(command, 'the append function answered "not written" for every command of the call without naming the one that failed'));
       }
     });
   }

@@ -20,8 +20,10 @@ export /**
  */
 function appendPayload(commands: readonly PendingAppend[]): string {
   // Events are serialized already (when append() was called); only the conditions are left.
-  return `[${commands
-    .map(({ events, condition }) => {
+  // The parts of one call form a group (all or nothing): its first part says how many there are.
+  const parts: string[] = [];
+  for (const command of commands) {
+    command.parts.forEach(({ events, condition }, index) => {
       const conditionJson = condition && {
         after: condition.after,
         query: {
@@ -33,9 +35,11 @@ function appendPayload(commands: readonly PendingAppend[]): string {
           })),
         },
       };
-      return `{"events":[${events.map((event) => event.json).join(',')}],"condition":${JSON.stringify(conditionJson)}}`;
-    })
-    .join(',')}]`;
+      const group = index === 0 && command.parts.length > 1 ? `"group":${command.parts.length},` : '';
+      parts.push(`{${group}"events":[${events.map((event) => event.json).join(',')}],"condition":${JSON.stringify(conditionJson)}}`);
+    });
+  }
+  return `[${parts.join(',')}]`;
 }
 
 /** A text[] literal: every element double-quoted, with `"` and `\` escaped. */
@@ -50,9 +54,13 @@ export function toCommandResult(row: AppendRow): CommandResult {
     case 3:
       return { status: 'already-appended', position: BigInt(row.r_position!) };
     case 1:
+      // In a group, no conflict but a position: the index of the group's part it conflicts with.
+      if (row.r_conflict === null && row.r_position !== null) return { status: 'condition-failed', conflict: undefined, conflictingPart: Number(row.r_position) };
       return { status: 'condition-failed', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
     case 2:
       return { status: 'duplicate-id', conflict: row.r_conflict === null ? undefined : BigInt(row.r_conflict) };
+    case 4:
+      return { status: 'not-written' };
     default:
       return { status: 'unknown', code: row.r_status };
   }

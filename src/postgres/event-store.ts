@@ -1,12 +1,14 @@
 import pg from 'pg';
 import { commandsAreIndependent } from './batch-independence.ts';
-import { AppendBatcher, type AppendConnection, type AppendReport, type BatchExecution, type PendingAppend } from './append-batcher.ts';
-import { AppendOutcomeUnknownError, DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError } from '../errors.ts';
+import { AppendBatcher, type AppendConnection, type AppendPart, type AppendReport, type BatchExecution, type PendingAppend } from './append-batcher.ts';
+import { AppendOutcomeUnknownError, DuplicateEventIdError, OperationTimeoutError, EventStoreClosedError, EventStoreDatabaseError, EventStoreError, InvalidInputError, OperationAbortedError, SchemaTooOldError } from '../errors.ts';
 import type { AppendCondition } from '../append-condition.ts';
 import { withMetadataEntry, type EventInput, type NormalizedEvent, type SequencedEvent } from '../events.ts';
 import { atLeastConsistency, describe, validateConsistency } from '../validation.ts';
 import { Query } from '../query.ts';
 import type {
+  AppendCommand,
+  AppendCommandsResult,
   AppendOptions,
   AppendResult,
   CloseOptions,
@@ -24,13 +26,13 @@ import type {
   StreamOptions,
   SubscribeOptions,
 } from '../store.ts';
-import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
+import { prepareAppend, prepareCommands, streamPages, validateRead } from '../operation-input.ts';
 import { executeCommand } from '../decisions/command-handler.ts';
 import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
 import { MAX_TIMER_MS, pause, settlesWithin } from '../util/wait.ts';
 import { quoteSchemaName } from './identifiers.ts';
 import { ensurePayloadIndex, migrate } from './migrate.ts';
-import { schemaSql } from './schema.ts';
+import { loadMigrations, schemaSql } from './schema.ts';
 import { buildReadStatement, type ReadRow } from './read-sql.ts';
 import { PostgresSnapshotStore } from './snapshot-store.ts';
 import { HeadNotifier } from './notifier.ts';
@@ -156,6 +158,7 @@ export class EventStore implements DcbEventStore {
   /** Every client of the pool, also those still connecting or saying goodbye: close() ends them all. */
   readonly #clients: Set<pg.Client>;
   readonly #appendTimeoutMs: number;
+  readonly #schemaVersion: number;
   readonly #statementNames = new Map<string, string>();
   readonly #snapshots: PostgresSnapshotStore;
   readonly #notifier: HeadNotifier;
@@ -198,7 +201,8 @@ export class EventStore implements DcbEventStore {
     this.#log = settings.log;
     this.#notifier = new HeadNotifier(settings.sessionConfig, this.#quotedSchema, this.#log);
     this.#slowOperationMs = settings.slowOperationMs;
-    this.#propagateTraceContext = (options.propagateTraceContext ?? true) && settings.traceContextStorable;
+    this.#propagateTraceContext = (options.propagateTraceContext ?? true) && settings.schemaVersion >= TRACE_CONTEXT_MIGRATION;
+    this.#schemaVersion = settings.schemaVersion;
     this.#server = settings.server;
     this.#replicas = settings.replicaSettings && new ReplicaSet(settings.replicaSettings, this.#replicaProbes());
     const isClosed = (): boolean => this.#closed;
@@ -289,7 +293,8 @@ export class EventStore implements DcbEventStore {
     // Migration 0005 makes idempotent retries ignore the stored trace context; before it, a retry
     // from another trace would be an id clash. A schema left at an older version (migrate: false,
     // migrations applied by the user's own tool) gets no trace context until it is upgraded.
-    let traceContextStorable = true;
+    // Likewise, migration 0006 is what writes appendCommands' commands all or nothing.
+    let schemaVersion = loadMigrations().length;
     try {
       const migrating = options.migrate ?? true;
       const client = await pool.connect();
@@ -303,8 +308,8 @@ export class EventStore implements DcbEventStore {
           const { rows: present } = await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [migrationsTable]);
           const { rows: found } = present[0]!.present ? await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${migrationsTable}`) : { rows: [] };
           const version = found[0]?.version ?? 0;
+          schemaVersion = version;
           if (version < TRACE_CONTEXT_MIGRATION) {
-            traceContextStorable = false;
             log.warn({ schema_version: version }, `schema ${schema} is at migration ${version}: append stores no trace context until migration ${TRACE_CONTEXT_MIGRATION} is applied`);
           }
         }
@@ -326,7 +331,7 @@ export class EventStore implements DcbEventStore {
       ? undefined
       : { connectionStrings: replicaUrls, poolSize, connectTimeoutMs, preparedStatements, maxLag: maxReplicaLag, waitMs: replicaWaitMs, checkIntervalMs: replicaCheckIntervalMs, clients };
     const server = serverOf(connectionString);
-    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs, server, traceContextStorable }, options);
+    const store = new EventStore(pool, schema, { sessionConfig, appendTimeoutMs, readTimeoutMs, connectTimeoutMs, preparedStatements, explicitReadCommitted, clients, replicaSettings, log, slowOperationMs, server, schemaVersion }, options);
     try {
       store.#telemetry = await loadTelemetry(options.telemetry, { schema, ...server }, store.#telemetrySources());
     } catch (error) {
@@ -360,7 +365,7 @@ export class EventStore implements DcbEventStore {
     const signal = options.signal;
     const startedAt = Date.now();
     const prepared = prepareAppend(events, condition, signal);
-    const internalCondition: PendingAppend['condition'] = condition === undefined
+    const internalCondition: AppendPart['condition'] = condition === undefined
       ? null
       : { query: condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() };
     let normalized = prepared.events;
@@ -373,7 +378,7 @@ export class EventStore implements DcbEventStore {
     }
     let position: bigint;
     try {
-      position = await this.#batcher.submit({ events: normalized, condition: internalCondition, callerCondition: condition, signal, timeoutMs, report });
+      [position] = (await this.#batcher.submit({ parts: [{ events: normalized, condition: internalCondition, callerCondition: condition }], events: normalized, commands: false, signal, timeoutMs, report })) as [bigint];
       this.#observeHead(position);
       this.#replicas?.observePrimaryHead(position);
     } catch (caught) {
@@ -384,6 +389,57 @@ export class EventStore implements DcbEventStore {
     }
     span?.end(report?.idempotent ? 'idempotent' : 'appended', { position, batchCommands: report?.batchCommands });
     return { position };
+  }
+
+  /**
+   * Appends several commands atomically: all of them or none. Each command's condition is checked
+   * in order, and sees the events of the commands before it in this call as well as the stored
+   * ones; if one fails, AppendConditionFailedError says which (`commandIndex`, and
+   * `conflictingCommandIndex` when the conflict is with an earlier command of the call) and
+   * nothing is written. Rides the same batches as `append`; a retry with the same event ids after
+   * an unknown outcome returns the original positions.
+   *
+   * @example
+   * // Register each meter unless it exists: all of them, or none if any one exists already.
+   * const { positions } = await store.appendCommands(meters.map((meter) => ({
+   *   events: { type: 'MeterRegistered', tags: [`meter:${meter.id}`], data: meter },
+   *   condition: { failIfEventsMatch: Query.of(QueryItem.types('MeterRegistered').tags(`meter:${meter.id}`)) },
+   * })));
+   */
+  async appendCommands(commands: readonly AppendCommand[], options: AppendOptions = {}): Promise<AppendCommandsResult> {
+    this.#assertOpen();
+    const signal = options.signal;
+    const startedAt = Date.now();
+    const prepared = prepareCommands(commands, signal);
+    const timeoutMs = options.timeoutMs === undefined ? this.#appendTimeoutMs : timeoutOption(options.timeoutMs, 0, 'options.timeoutMs');
+    if (prepared.length > 1 && this.#schemaVersion < COMMAND_GROUPS_MIGRATION) throw new SchemaTooOldError('appendCommands of several commands', this.#schemaVersion, COMMAND_GROUPS_MIGRATION);
+    const eventCount = prepared.reduce((sum, command) => sum + command.events.length, 0);
+    const span = this.#telemetry?.startAppend(eventCount, prepared.some((command) => command.condition !== undefined), prepared.length);
+    let report: AppendReport | undefined;
+    const parts: AppendPart[] = prepared.map((command) => {
+      let events = command.events;
+      if (span && this.#propagateTraceContext) events = withTraceparent(events, span);
+      return {
+        events,
+        condition: command.condition === undefined ? null : { query: command.condition.failIfEventsMatch.toInternal(), after: command.after === undefined ? null : command.after.toString() },
+        callerCondition: command.condition,
+      };
+    });
+    if (span) report = {};
+    let positions: bigint[];
+    try {
+      positions = await this.#batcher.submit({ parts, events: parts.flatMap((part) => part.events), commands: true, signal, timeoutMs, report });
+      const position = positions.at(-1)!;
+      this.#observeHead(position);
+      this.#replicas?.observePrimaryHead(position);
+    } catch (caught) {
+      let error = caught;
+      if (error instanceof DuplicateEventIdError) error = await this.#clashingIds(error, timeoutMs - (Date.now() - startedAt));
+      span?.end(appendOutcomeOf(error), { batchCommands: report?.batchCommands, error });
+      throw error;
+    }
+    span?.end(report?.idempotent ? 'idempotent' : 'appended', { position: positions.at(-1)!, batchCommands: report?.batchCommands });
+    return { positions, position: positions.at(-1)! };
   }
 
   #observeHead(head: bigint): void {
@@ -398,7 +454,7 @@ export class EventStore implements DcbEventStore {
       const rows = await this.#query<{ id: string }>('append', `SELECT id FROM ${this.#quotedSchema}.events WHERE id = ANY ($1::uuid[])`, [error.ids], AbortSignal.timeout(remainingMs));
       const stored = new Set(rows.map((row) => row.id));
       const ids = error.ids.filter((id) => stored.has(id));
-      return ids.length > 0 ? new DuplicateEventIdError(ids, error.existingPosition) : error;
+      return ids.length > 0 ? new DuplicateEventIdError(ids, error.existingPosition, error.commandIndex) : error;
     } catch {
       return error;
     }
@@ -828,7 +884,7 @@ export class EventStore implements DcbEventStore {
           send: async (commands, checkIds) => {
             const payload = appendPayload(commands);
             const ids = commands.flatMap((command) => command.events.map((event) => event.id));
-            const independent = commandsAreIndependent(commands);
+            const independent = commandsAreIndependent(commands.flatMap((command) => command.parts));
             const values = [payload, checkIds, scanLimit, ids, independent];
             const statement = this.#preparedStatements ? { name: 'dses_append', text: appendSql, values } : { text: appendSql, values };
             try {
@@ -900,6 +956,8 @@ export class EventStore implements DcbEventStore {
 
 /** The migration from which idempotent retries ignore metadata.traceparent. */
 const TRACE_CONTEXT_MIGRATION = 5;
+/** The first migration whose append function writes a group of commands all or nothing. */
+const COMMAND_GROUPS_MIGRATION = 6;
 
 const PRIMARY_TARGET: ReadTarget = { replica: undefined, host: undefined, port: undefined };
 
@@ -955,8 +1013,8 @@ interface ConnectionSettings {
   log: StoreLog;
   slowOperationMs: number;
   server: { host: string | undefined; port: number | undefined; database: string | undefined };
-  /** The schema is at migration 5 or later (see connect). */
-  traceContextStorable: boolean;
+  /** The schema's migration (the newest this library knows, when it migrated the schema itself). */
+  schemaVersion: number;
 }
 
 /** A pool a statement runs on: the primary's, or a replica's. */

@@ -34,6 +34,8 @@ export const ATTRIBUTE = {
   schema: 'eventstore.schema',
   eventCount: 'eventstore.event.count',
   appendCondition: 'eventstore.append.condition',
+  /** appendCommands: how many commands the call carried (absent for append). */
+  appendCommands: 'eventstore.append.commands',
   appendOutcome: 'eventstore.append.outcome',
   position: 'eventstore.position',
   batchCommands: 'eventstore.batch.commands',

@@ -229,10 +229,11 @@ export class Telemetry {
     return { trace_id: context.traceId, span_id: context.spanId };
   };
 
-  startAppend(eventCount: number, condition: boolean): AppendSpan {
+  /** `commands`: appendCommands' number of commands (undefined for append). */
+  startAppend(eventCount: number, condition: boolean, commands?: number): AppendSpan {
     const span = this.#tracer.startSpan(SPAN.append, {
       kind: this.#api.SpanKind.CLIENT,
-      attributes: { [ATTRIBUTE.dbOperationName]: 'append', [ATTRIBUTE.eventCount]: eventCount, [ATTRIBUTE.appendCondition]: condition, ...this.#spanBase },
+      attributes: { [ATTRIBUTE.dbOperationName]: 'append', [ATTRIBUTE.eventCount]: eventCount, [ATTRIBUTE.appendCondition]: condition, ...(commands !== undefined && { [ATTRIBUTE.appendCommands]: commands }), ...this.#spanBase },
     });
     return new AppendSpan(this.#api, span, this, eventCount);
   }

@@ -6,10 +6,12 @@ import { AppendConditionFailedError } from '../append-condition.ts';
 import { DuplicateEventIdError, EventStoreClosedError, OperationAbortedError } from '../errors.ts';
 import type { AppendCondition } from '../append-condition.ts';
 import type { EventInput, JsonValue, SequencedEvent } from '../events.ts';
-import { prepareAppend, streamPages, validateRead } from '../operation-input.ts';
+import { prepareAppend, prepareCommands, streamPages, validateRead, type PreparedAppend } from '../operation-input.ts';
 import type { Query } from '../query.ts';
 import { queryMatcher } from '../query-match.ts';
 import type {
+  AppendCommand,
+  AppendCommandsResult,
   AppendOptions,
   AppendResult,
   CommandHandler,
@@ -54,48 +56,82 @@ export class InMemoryEventStore implements DcbEventStore {
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
     this.#assertOpen();
     const prepared = prepareAppend(events, condition, options.signal);
+    const [position] = await this.#write([prepared], false, options.signal);
+    return { position: position! };
+  }
+
+  /** All commands or none, each condition checked in order and seeing the earlier commands' events (see DcbEventStore). */
+  async appendCommands(commands: readonly AppendCommand[], options: AppendOptions = {}): Promise<AppendCommandsResult> {
+    this.#assertOpen();
+    const prepared = prepareCommands(commands, options.signal);
+    const positions = await this.#write(prepared, true, options.signal);
+    return { positions, position: positions.at(-1)! };
+  }
+
+  /**
+   * Checks and writes the commands of one call, as the PostgreSQL store's append function does:
+   * in order, the first failure decides, nothing is written unless every command passes; a call
+   * whose events are all stored with the same content already is an idempotent retry.
+   */
+  async #write(commands: readonly PreparedAppend[], named: boolean, signal: AbortSignal | undefined): Promise<bigint[]> {
     // Data and metadata as JSON made when append() was called, as PostgreSQL stores them
     // (undefined properties dropped, toJSON applied), so that reads return what the real store
     // returns and later changes to the caller's objects do not leak in.
-    const stored = prepared.events.map((event) => {
+    const stored = commands.map((command) => command.events.map((event) => {
       const parsed = JSON.parse(event.json) as { data: unknown; metadata: Record<string, unknown> };
       return { id: event.id, type: event.type, tags: event.tags, data: parsed.data ?? null, metadata: parsed.metadata, occurredAt: new Date(event.occurred_at) };
-    });
+    }));
     // Asynchronous like the real store; close() waits for appends already called, as there.
     const settled = Promise.resolve();
     this.#pending.add(settled);
     await settled;
     this.#pending.delete(settled);
-    if (options.signal?.aborted) throw new OperationAbortedError('append', options.signal.reason);
+    if (signal?.aborted) throw new OperationAbortedError('append', signal.reason);
 
-    const existing = stored.map((event) => this.#positionsById.get(event.id));
-    if (existing.some((position) => position !== undefined)) {
-      const same = existing.every((position, index) => {
-        if (position === undefined) return false;
-        const original = this.#events[Number(position) - 1]!;
-        const event = stored[index]!;
-        return original.type === event.type && isDeepStrictEqual(original.tags, event.tags) && isDeepStrictEqual(original.data, event.data) && isDeepStrictEqual(withoutTraceContext(original.metadata), withoutTraceContext(event.metadata));
-      });
-      const last = existing.reduce<bigint>((max, position) => (position !== undefined && position > max ? position : max), 0n);
-      if (same) return { position: last };
-      throw new DuplicateEventIdError(stored.filter((_, index) => existing[index] !== undefined).map((event) => event.id), last);
+    const commandIndex = (index: number): number | undefined => (named ? index : undefined);
+    const head = this.#head();
+    /** Events of earlier commands of this call that passed, at the positions they would get. */
+    const pending: Array<{ command: number; event: SequencedEvent }> = [];
+    const outcomes: Array<{ kind: 'stored'; position: bigint } | { kind: 'new'; position: bigint }> = [];
+    for (const [index, events] of stored.entries()) {
+      const existing = events.map((event) => this.#positionsById.get(event.id));
+      if (existing.some((position) => position !== undefined)) {
+        const same = existing.every((position, eventIndex) => {
+          if (position === undefined) return false;
+          const original = this.#events[Number(position) - 1]!;
+          const event = events[eventIndex]!;
+          return original.type === event.type && isDeepStrictEqual(original.tags, event.tags) && isDeepStrictEqual(original.data, event.data) && isDeepStrictEqual(withoutTraceContext(original.metadata), withoutTraceContext(event.metadata));
+        });
+        const last = existing.reduce<bigint>((max, position) => (position !== undefined && position > max ? position : max), 0n);
+        if (!same) throw new DuplicateEventIdError(events.filter((_, eventIndex) => existing[eventIndex] !== undefined).map((event) => event.id), last, commandIndex(index));
+        outcomes.push({ kind: 'stored', position: last });
+        continue;
+      }
+      const condition = commands[index]!.condition;
+      if (condition) {
+        const matches = queryMatcher(condition.failIfEventsMatch);
+        const after = commands[index]!.after ?? 0n;
+        const conflict = this.#events.find((event) => event.position > after && matches(event));
+        if (conflict) throw new AppendConditionFailedError(condition, conflict.position, named ? { commandIndex: index } : undefined);
+        const earlier = pending.find(({ event }) => event.position > after && matches(event));
+        if (earlier) throw new AppendConditionFailedError(condition, undefined, { commandIndex: index, conflictingCommandIndex: earlier.command });
+      }
+      const recordedAt = new Date();
+      for (const event of events) pending.push({ command: index, event: { position: head + BigInt(pending.length + 1), ...event, recordedAt } });
+      outcomes.push({ kind: 'new', position: head + BigInt(pending.length) });
     }
-
-    if (prepared.condition) {
-      const matches = queryMatcher(prepared.condition.failIfEventsMatch);
-      const after = prepared.after ?? 0n;
-      const conflict = this.#events.find((event) => event.position > after && matches(event));
-      if (conflict) throw new AppendConditionFailedError(prepared.condition, conflict.position);
+    const firstStored = outcomes.findIndex((outcome) => outcome.kind === 'stored');
+    if (firstStored >= 0 && pending.length > 0) {
+      // Stored already for some commands and new for others: not the same call again.
+      const ids = stored[firstStored]!.map((event) => event.id);
+      throw new DuplicateEventIdError(ids, outcomes[firstStored]!.position, commandIndex(firstStored));
     }
-
-    const recordedAt = new Date();
-    for (const event of stored) {
-      const position = BigInt(this.#events.length + 1);
-      this.#events.push({ position, ...event, recordedAt });
-      this.#positionsById.set(event.id, position);
+    for (const { event } of pending) {
+      this.#events.push(event);
+      this.#positionsById.set(event.id, event.position);
     }
-    for (const wake of [...this.#waiters]) wake();
-    return { position: this.#head() };
+    if (pending.length > 0) for (const wake of [...this.#waiters]) wake();
+    return outcomes.map((outcome) => outcome.position);
   }
 
   async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {

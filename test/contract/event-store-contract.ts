@@ -33,7 +33,7 @@ import type { InMemoryEventStore } from '../../src/testing/index.ts';
 // ---------------------------------------------------------------------------------------------
 // The interface under contract
 
-type ContractMember = 'append' | 'read' | 'stream' | 'subscribe' | 'head' | 'execute' | 'snapshots' | 'close';
+type ContractMember = 'append' | 'appendCommands' | 'read' | 'stream' | 'subscribe' | 'head' | 'execute' | 'snapshots' | 'close';
 
 /** What both stores offer, with the PostgreSQL store's signatures. */
 export type ContractStore = Pick<EventStore, ContractMember>;
@@ -137,7 +137,7 @@ const REGISTERED = 'ReaderRegistered';
 const LENT = 'BookCopyLentToReader';
 const RETURNED = 'BookCopyReturnedByReader';
 
-const LIBRARY: EventInput[] = [
+export const LIBRARY: EventInput[] = [
   /* 1 */ { type: ADDED, tags: ['book:b1'], occurredAt: at(0), data: { BookID: 'b1', Title: 'Dune', Authors: ['Herbert'], nested: { genre: 'sf', shelf: { room: 1, row: 'A' } } } },
   /* 2 */ { type: ADDED, tags: ['book:b2'], occurredAt: at(5), data: { BookID: 'b2', Title: 'Emma', Authors: ['Austen', 'Bronte'], nested: { genre: 'novel', shelf: { room: 2 } }, note: null } },
   /* 3 */ { type: REGISTERED, tags: ['reader:r1'], occurredAt: at(3), data: { ReaderID: 'r1', Name: 'Ann' } },
@@ -156,7 +156,7 @@ const LIBRARY: EventInput[] = [
 const OBJECT_DATA = [1n, 2n, 3n, 4n, 5n, 6n, 7n, 12n, 13n];
 
 /** [description, query, expected positions]. */
-const QUERY_CASES: Array<[string, Query, bigint[]]> = [
+export const QUERY_CASES: Array<[string, Query, bigint[]]> = [
   ['all events', Query.all(), range(1, 13)],
   ['one type', Query.of(QueryItem.types(LENT)), [4n, 5n, 7n]],
   ['several types (any of them)', Query.of(QueryItem.types(LENT, RETURNED)), [4n, 5n, 6n, 7n]],
