@@ -44,13 +44,14 @@ export const STATUS_TABLE: readonly { status: number; codes: string; meaning: st
   { status: 401, codes: 'UNAUTHORIZED', meaning: 'a token is configured and the request has none, or a wrong one' },
   { status: 403, codes: 'FORBIDDEN', meaning: 'the read token was used on a route that writes (append, consumer reset)' },
   { status: 404, codes: 'NOT_FOUND, UNKNOWN_CONSUMER', meaning: 'no such route, or no consumer of that name' },
-  { status: 409, codes: 'APPEND_CONDITION_FAILED', meaning: 'the append condition failed (`conflictingPosition`); nothing was written' },
+  { status: 409, codes: 'APPEND_CONDITION_FAILED', meaning: 'the append condition failed (`conflictingPosition`; for append-commands also `commandIndex`, and `conflictingCommandIndex` for a conflict with an earlier command of the request); nothing was written' },
   { status: 409, codes: 'DUPLICATE_EVENT_ID', meaning: 'event ids exist already with other content (`ids`, `existingPosition`); nothing was written' },
   { status: 409, codes: 'CONSUMER_RUNNING, CHECKPOINT_AHEAD', meaning: 'a consumer reset was refused: an instance holds its lease / its checkpoint does not fit the store' },
   { status: 413, codes: 'BODY_TOO_LARGE', meaning: 'the body is larger than the server\'s body limit; nothing was written' },
   { status: 415, codes: 'UNSUPPORTED_MEDIA_TYPE', meaning: 'a body that is not `application/json`' },
   { status: 422, codes: 'RESULT_TOO_LARGE', meaning: 'a read without `limit` matches more events than the server returns at once: page with `limit` and `after`' },
   { status: 500, codes: 'DATABASE_ERROR, INTERNAL_ERROR', meaning: 'an unexpected failure (no details are sent; the server logs them)' },
+  { status: 500, codes: 'SCHEMA_TOO_OLD', meaning: 'the store\'s schema lacks a migration the request needs (append-commands of several commands needs migration 6): run `dses migrate`; nothing was written' },
   { status: 501, codes: 'NOT_AVAILABLE', meaning: 'the store behind this server has no consumers or stats (an in-memory store)' },
   { status: 503, codes: 'OVERLOADED, TIMEOUT, TOO_MANY_SUBSCRIPTIONS, STORE_CLOSED, NOT_READY', meaning: 'try again later (`Retry-After`); nothing was written' },
   { status: 504, codes: 'APPEND_OUTCOME_UNKNOWN', meaning: 'the append may or may not have been written (entirely or not at all): repeat it with the same event `ids` (given in the body); an exact repeat returns the original position and writes nothing' },
@@ -60,11 +61,15 @@ export const STATUS_TABLE: readonly { status: number; codes: string; meaning: st
 export function errorAnswer(error: unknown): ErrorAnswer {
   if (error instanceof HttpError) return answer(error.statusCode, error.code, error.message, error.context, error.headers);
   if (error instanceof AppendConditionFailedError) {
-    return answer(409, error.code, error.message, { conflictingPosition: error.conflictingPosition === undefined ? null : error.conflictingPosition.toString() });
+    return answer(409, error.code, error.message, {
+      conflictingPosition: error.conflictingPosition === undefined ? null : error.conflictingPosition.toString(),
+      ...(error.commandIndex !== undefined && { commandIndex: error.commandIndex }),
+      ...(error.conflictingCommandIndex !== undefined && { conflictingCommandIndex: error.conflictingCommandIndex }),
+    });
   }
   if (error instanceof InvalidInputError) return answer(400, error.code, error.message, { path: error.path });
   if (error instanceof DuplicateEventIdError) {
-    return answer(409, error.code, error.message, { ids: error.ids, existingPosition: error.existingPosition === undefined ? null : error.existingPosition.toString() });
+    return answer(409, error.code, error.message, { ids: error.ids, existingPosition: error.existingPosition === undefined ? null : error.existingPosition.toString(), ...(error.commandIndex !== undefined && { commandIndex: error.commandIndex }) });
   }
   if (error instanceof AppendOutcomeUnknownError) return answer(504, error.code, error.message, { ids: error.ids });
   if (error instanceof EventStoreOverloadedError) return answer(503, error.code, error.message, {}, { 'retry-after': RETRY_AFTER_SECONDS });

@@ -118,6 +118,42 @@ export function schemas(limits: SchemaLimits) {
       },
     } as JsonSchema,
     appendResult: { type: 'object', required: ['position'], properties: { position: { ...positionSchema, description: 'position of the last event written' } } } as JsonSchema,
+    appendCommandsBody: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['commands'],
+      properties: {
+        commands: {
+          type: 'array',
+          minItems: 1,
+          maxItems: limits.maxEventsPerAppend,
+          description: `all written, or none; at most ${limits.maxEventsPerAppend} events in all`,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['events'],
+            properties: {
+              events: { type: 'array', minItems: 1, maxItems: limits.maxEventsPerAppend, items: eventInput },
+              condition: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['failIfEventsMatch'],
+                description: 'checked in order: it sees the stored events and those of the commands before it',
+                properties: { failIfEventsMatch: query, after: { ...positionSchema, description: 'exclusive; absent: fail if any matching event exists at all' } },
+              },
+            },
+          },
+        },
+      },
+    } as JsonSchema,
+    appendCommandsResult: {
+      type: 'object',
+      required: ['positions', 'position'],
+      properties: {
+        positions: { type: 'array', items: positionSchema, description: "position of each command's last event, in the order given" },
+        position: { ...positionSchema, description: 'position of the last event written' },
+      },
+    } as JsonSchema,
     readBody: {
       type: 'object',
       additionalProperties: false,

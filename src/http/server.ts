@@ -255,6 +255,37 @@ export function createServer(options: HttpServerOptions): HttpServer {
     },
   );
 
+  route(
+    {
+      method: 'POST',
+      url: '/v1/append-commands',
+      operationId: 'appendCommands',
+      tag: 'events',
+      summary: 'Append several commands atomically, each with its own condition',
+      description: 'All commands or none. Each condition is checked in order and sees the stored events and those of the commands before it (two commands creating the same entity conflict). A failed condition is 409 with `commandIndex`, and `conflictingPosition` or, for a conflict with an earlier command of the same request, `conflictingCommandIndex`.',
+      access: 'write',
+      body: s.appendCommandsBody,
+      responses: { 200: json('every command written', s.appendCommandsResult) },
+      errors: [400, 409, 413, 415, 503, 504],
+    },
+    async (request) => {
+      const body = request.body as { commands: Array<{ events: EventInputJson[]; condition?: { failIfEventsMatch: unknown; after?: string } }> };
+      const total = body.commands.reduce((sum, command) => sum + command.events.length, 0);
+      if (total > settings.maxEventsPerAppend) throw new HttpError(400, 'INVALID_INPUT', `commands: ${total} events in all, more than the ${settings.maxEventsPerAppend} one request may append`, { path: 'commands' });
+      const commands = body.commands.map((command, index) => ({
+        events: command.events.map((event, eventIndex) => eventInputOf(event, `commands[${index}].events[${eventIndex}]`)),
+        ...(command.condition && {
+          condition: {
+            failIfEventsMatch: queryOf(command.condition.failIfEventsMatch, `commands[${index}].condition.failIfEventsMatch`),
+            ...(command.condition.after !== undefined && { after: position(command.condition.after, `commands[${index}].condition.after`) }),
+          },
+        }),
+      }));
+      const written = await store.appendCommands(commands);
+      return { positions: written.positions.map(String), position: written.position.toString() };
+    },
+  );
+
   /** A read of at most maxReadLimit events; without a limit, more than that is refused rather than cut. */
   const boundedRead = async (query: Query, after: bigint | undefined, limit: number | undefined, backwards: boolean): Promise<{ events: SequencedEvent[]; head: bigint }> => {
     const result = await store.read(query, { ...(after !== undefined && { after }), limit: limit ?? settings.maxReadLimit + 1, backwards });
