@@ -74,34 +74,42 @@ export function prepareCommands(commands: readonly AppendCommand[], signal: Abor
 
 export interface ValidatedRead {
   after: bigint;
+  /** Exclusive upper bound; undefined: none. */
+  before: bigint | undefined;
   limit: number | undefined;
   backwards: boolean;
 }
 
-export function validateRead(query: unknown, options: { after?: bigint; limit?: number; backwards?: boolean }): ValidatedRead {
+export function validateRead(query: unknown, options: { after?: bigint; before?: bigint; limit?: number; backwards?: boolean }): ValidatedRead {
   if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
   const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+  // Any position is a valid bound, also one that leaves no position between `after` and it
+  // (0n, 1n, or at most after + 1): a pager that reached the first event asks for the page
+  // below it, and gets an empty page rather than an error.
+  const before = options.before === undefined ? undefined : validatePosition(options.before, 'before');
   const limit = options.limit;
   if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new InvalidInputError('limit', `must be a positive integer, got ${describe(limit)}`);
   if (options.backwards !== undefined && typeof options.backwards !== 'boolean') throw new InvalidInputError('backwards', `must be a boolean, got ${describe(options.backwards)}`);
-  return { after, limit, backwards: options.backwards ?? false };
+  return { after, before, limit, backwards: options.backwards ?? false };
 }
 
 /**
  * `stream()` on top of a paged read: validates like `stream()`, fetches the next page while the
- * caller works through this one, and ends at the head the first page saw.
+ * caller works through this one, and ends before `options.before` and at the head the first page
+ * saw. Every page is read with the caller's `before` (undefined: none).
  */
 export async function* streamPages<Data>(
-  readPage: (after: bigint, limit: number, signal: AbortSignal | undefined) => Promise<ReadResult<Data>>,
+  readPage: (after: bigint, before: bigint | undefined, limit: number, signal: AbortSignal | undefined) => Promise<ReadResult<Data>>,
   query: unknown,
   options: StreamOptions,
 ): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
   if (!(query instanceof Query)) throw new InvalidInputError('query', `must be a Query, got ${describe(query)}`);
   const after = options.after === undefined ? 0n : validatePosition(options.after, 'after');
+  const before = options.before === undefined ? undefined : validatePosition(options.before, 'before');
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidInputError('batchSize', `must be a positive integer, got ${describe(batchSize)}`);
   const page = (from: bigint): Promise<ReadResult<Data>> => {
-    const fetching = readPage(from, batchSize, options.signal);
+    const fetching = readPage(from, before, batchSize, options.signal);
     // It may fail while the caller is still busy with the previous page: handled here, thrown
     // when awaited.
     fetching.catch(() => undefined);
@@ -114,7 +122,8 @@ export async function* streamPages<Data>(
   while (next) {
     const { events, head } = await next;
     next = undefined;
-    end ??= head;
+    // The last position the stream may yield: the first page's head, or below `before`.
+    end ??= before !== undefined && before - 1n < head ? before - 1n : head;
     const last = events.at(-1);
     if (events.length === batchSize && last !== undefined && last.position < end) next = page(last.position);
     for (const event of events) {

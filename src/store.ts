@@ -71,9 +71,17 @@ export interface CloseOptions {
 export interface ReadOptions {
   /** Only events with a position greater than this. Default 0. */
   after?: bigint;
+  /**
+   * Only events with a position less than this (exclusive). Default: no upper bound. With
+   * `backwards` and `limit` it pages back through history: the `limit` newest events below
+   * `before`; the next page is `before: <the oldest position of this one>`. A range holding no
+   * position (`before` 0n or 1n, or `before <= after + 1`) reads no events; it is not an error.
+   * `head` in the result is still the store's head.
+   */
+  before?: bigint;
   /** At most this many events. Default: all matching events. */
   limit?: number;
-  /** Newest first (still only events after `after`). Default false. */
+  /** Newest first (still only events between `after` and `before`). Default false. */
   backwards?: boolean;
   signal?: AbortSignal;
   /** Where the reads run (see ReadConsistency). Default `'strong'`. */
@@ -92,6 +100,8 @@ export interface ReadResult<Data = unknown> {
 export interface StreamOptions {
   /** Only events with a position greater than this. Default 0. */
   after?: bigint;
+  /** Only events with a position less than this (exclusive): the stream ends before it (and at the head its first page saw). */
+  before?: bigint;
   /** Events fetched per round trip. Default 1000. */
   batchSize?: number;
   signal?: AbortSignal;

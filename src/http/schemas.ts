@@ -158,7 +158,13 @@ export function schemas(limits: SchemaLimits) {
       type: 'object',
       additionalProperties: false,
       required: ['query'],
-      properties: { query, after: positionSchema, limit, backwards: { type: 'boolean' } },
+      properties: {
+        query,
+        after: { ...positionSchema, description: 'only events after this position (exclusive)' },
+        before: { ...positionSchema, description: 'only events before this position (exclusive); with `backwards` and `limit`, the next older page is `before` = the oldest position of this one' },
+        limit,
+        backwards: { type: 'boolean' },
+      },
     } as JsonSchema,
     eventsQueryString: {
       type: 'object',
@@ -166,7 +172,8 @@ export function schemas(limits: SchemaLimits) {
       properties: {
         types: { type: 'string', minLength: 1, description: 'event types, comma-separated (one query item with the tags)' },
         tags: { type: 'string', minLength: 1, description: 'tags the events all carry, comma-separated' },
-        after: positionSchema,
+        after: { ...positionSchema, description: 'only events after this position (exclusive)' },
+        before: { ...positionSchema, description: 'only events before this position (exclusive)' },
         limit: limitText,
         backwards: booleanText,
       },

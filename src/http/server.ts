@@ -19,6 +19,9 @@ import { openApiDocument, type ResponseSpec, type RouteDoc } from './openapi.ts'
 import { positionSchema, schemas } from './schemas.ts';
 import { streamSubscription, type SubscriptionSession } from './subscribe.ts';
 
+/** The largest position PostgreSQL's bigint holds. */
+const MAX_POSITION = 9_223_372_036_854_775_807n;
+
 export interface HttpServerOptions {
   /** The store to serve. The server does not close it. */
   store: DcbEventStore;
@@ -287,10 +290,11 @@ export function createServer(options: HttpServerOptions): HttpServer {
   );
 
   /** A read of at most maxReadLimit events; without a limit, more than that is refused rather than cut. */
-  const boundedRead = async (query: Query, after: bigint | undefined, limit: number | undefined, backwards: boolean): Promise<{ events: SequencedEvent[]; head: bigint }> => {
-    const result = await store.read(query, { ...(after !== undefined && { after }), limit: limit ?? settings.maxReadLimit + 1, backwards });
+  const boundedRead = async (query: Query, bounds: { after: bigint | undefined; before: bigint | undefined }, limit: number | undefined, backwards: boolean): Promise<{ events: SequencedEvent[]; head: bigint }> => {
+    const { after, before } = bounds;
+    const result = await store.read(query, { ...(after !== undefined && { after }), ...(before !== undefined && { before }), limit: limit ?? settings.maxReadLimit + 1, backwards });
     if (limit === undefined && result.events.length > settings.maxReadLimit) {
-      throw new HttpError(422, 'RESULT_TOO_LARGE', `more than ${settings.maxReadLimit} events match: read them in pages with limit and after`, { path: 'limit', maxReadLimit: settings.maxReadLimit });
+      throw new HttpError(422, 'RESULT_TOO_LARGE', `more than ${settings.maxReadLimit} events match: read them in pages with limit and after (or backwards with before)`, { path: 'limit', maxReadLimit: settings.maxReadLimit });
     }
     return result;
   };
@@ -309,10 +313,11 @@ export function createServer(options: HttpServerOptions): HttpServer {
       errors: [400, 413, 415, 422, 503],
     },
     async (request) => {
-      const body = request.body as { query: unknown; after?: string; limit?: number; backwards?: boolean };
+      const body = request.body as { query: unknown; after?: string; before?: string; limit?: number; backwards?: boolean };
       const query = queryOf(body.query, 'query');
       const after = body.after === undefined ? undefined : position(body.after, 'after');
-      return readAnswer(await boundedRead(query, after, body.limit, body.backwards === true));
+      const before = body.before === undefined ? undefined : position(body.before, 'before');
+      return readAnswer(await boundedRead(query, { after, before }, body.limit, body.backwards === true));
     },
   );
 
@@ -329,7 +334,7 @@ export function createServer(options: HttpServerOptions): HttpServer {
       errors: [400, 422, 503],
     },
     async (request) => {
-      const q = request.query as { types?: string; tags?: string; after?: string; limit?: string; backwards?: string };
+      const q = request.query as { types?: string; tags?: string; after?: string; before?: string; limit?: string; backwards?: string };
       const list = (text: string | undefined, name: string): string[] | undefined => {
         if (text === undefined) return undefined;
         const values = text.split(',').map((value) => value.trim()).filter((value) => value !== '');
@@ -354,7 +359,8 @@ export function createServer(options: HttpServerOptions): HttpServer {
       const limit = q.limit === undefined ? undefined : Number(q.limit);
       if (limit !== undefined && limit > settings.maxReadLimit) throw new InvalidInputError('limit', `must not be more than ${settings.maxReadLimit}`);
       const after = q.after === undefined ? undefined : position(q.after, 'after');
-      return readAnswer(await boundedRead(query, after, limit, q.backwards === 'true'));
+      const before = q.before === undefined ? undefined : position(q.before, 'before');
+      return readAnswer(await boundedRead(query, { after, before }, limit, q.backwards === 'true'));
     },
   );
 
@@ -525,21 +531,13 @@ export function createServer(options: HttpServerOptions): HttpServer {
       const q = request.query as { query: { items: { types?: string[]; tags?: string[] }[] }; options?: { from?: number; limit?: number; backwards?: boolean } };
       const query = dcbQueryOf(q.query, 'query');
       const { from, limit, backwards } = q.options ?? {};
-      let events: SequencedEvent[];
-      if (backwards && from !== undefined) {
-        // At or before `from`, newest first: the store reads backwards from the head only, so
-        // stream up to `from` keeping the last `limit`.
-        const kept: SequencedEvent[] = [];
-        for await (const event of store.stream(query)) {
-          if (event.position > BigInt(from)) break;
-          kept.push(event);
-          if (limit !== undefined && kept.length > limit) kept.shift();
-        }
-        events = kept.reverse();
-      } else {
-        const after = !backwards && from !== undefined && from > 0 ? BigInt(from - 1) : undefined;
-        events = (await store.read(query, { ...(after !== undefined && { after }), ...(limit !== undefined && { limit }), backwards: backwards === true })).events;
-      }
+      // `from` is inclusive: forwards the events after from - 1, backwards the ones before from + 1
+      // (a `from` beyond the largest position bounds nothing).
+      const after = !backwards && from !== undefined && from > 0 ? BigInt(from) - 1n : undefined;
+      const before = backwards && from !== undefined && BigInt(from) < MAX_POSITION ? BigInt(from) + 1n : undefined;
+      const events = (
+        await store.read(query, { ...(after !== undefined && { after }), ...(before !== undefined && { before }), ...(limit !== undefined && { limit }), backwards: backwards === true })
+      ).events;
       return events.map((event) => ({ type: event.type, tags: event.tags, data: event.data, position: Number(event.position) }));
     },
   );

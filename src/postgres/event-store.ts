@@ -467,6 +467,9 @@ export class EventStore implements DcbEventStore {
    * @example
    * const { events, head } = await store.read(Query.of(QueryItem.types('ReaderRegistered').tags('reader:r1')));
    * const last = (await store.read(query, { backwards: true, limit: 1 })).events[0];
+   * // Paging back through history, 50 at a time: each page is below the oldest of the one before.
+   * let page = await store.read(query, { backwards: true, limit: 50 });
+   * while (page.events.length === 50) page = await store.read(query, { backwards: true, limit: 50, before: page.events.at(-1)!.position });
    */
   read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
     return this.#read<Data>(query, options, 'read', true);
@@ -475,9 +478,9 @@ export class EventStore implements DcbEventStore {
   /** read(), and the pages of stream, subscriptions and consumers: traced only for read() itself. */
   async #read<Data>(query: Query, options: ReadOptions, operation: 'read' | 'stream' | 'subscribe', traced: boolean): Promise<ReadResult<Data>> {
     this.#assertOpen();
-    const { after, limit, backwards } = validateRead(query, options);
+    const { after, before, limit, backwards } = validateRead(query, options);
     const consistency = validateConsistency(options.consistency, 'consistency');
-    const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, limit, backwards });
+    const statement = buildReadStatement(this.#quotedSchema, query.toInternal(), { after, before, limit, backwards });
     const name = this.#statementName(statement.text);
     const span = this.#telemetry?.startRead(operation, consistency, traced);
     let rows: ReadRow[] | undefined;
@@ -538,9 +541,10 @@ export class EventStore implements DcbEventStore {
     // Every page at least at the first page's head: a later page on a replica further behind
     // would end the stream before the head the first one promised.
     let first: bigint | undefined;
-    const readPage = async (from: bigint, limit: number, signal: AbortSignal | undefined): Promise<ReadResult<Data>> => {
+    const readPage = async (from: bigint, before: bigint | undefined, limit: number, signal: AbortSignal | undefined): Promise<ReadResult<Data>> => {
       const where = consistency === 'strong' ? consistency : first === undefined ? consistency : atLeastConsistency(consistency, first);
-      const result = await this.#read<Data>(query, { after: from, limit, ...(signal && { signal }), ...(where !== 'strong' && { consistency: where }) }, 'stream', false);
+      const bounds = { after: from, ...(before !== undefined && { before }), limit };
+      const result = await this.#read<Data>(query, { ...bounds, ...(signal && { signal }), ...(where !== 'strong' && { consistency: where }) }, 'stream', false);
       first ??= result.head;
       return result;
     };

@@ -7,6 +7,8 @@ export interface ReadStatement {
 
 export interface ReadBounds {
   after: bigint;
+  /** Exclusive upper bound; undefined: none (the statement then has no upper bound at all). */
+  before?: bigint | undefined;
   limit: number | undefined;
   backwards: boolean;
 }
@@ -55,6 +57,13 @@ export function buildReadStatement(schema: string, query: InternalQuery, bounds:
   const byTags = !query.all && query.items.length > 0 && query.items.every((item) => item.tags !== null && item.tags.length > 0);
   const after = `e.position > ${bind(bounds.after.toString(), 'bigint')}`;
   const conditions: string[] = [byTags ? `(${after}) IS TRUE` : after];
+  // `before` stays visible to the planner, also for tag queries: hidden, the planner took a
+  // backwards page of a common tag deep in history for the newest page and walked the primary
+  // key down from the head to `before` (1 s at position 1000 of 2M events). Visible, a backwards
+  // walk starts at `before`, so a page costs the same at any depth, and the tag index is still
+  // chosen for rare tags; the primary key joins a bitmap AND only for a short range (EXPLAIN on
+  // 200k and 2M events: every tag page under 50 ms, most under 1 ms).
+  if (bounds.before !== undefined) conditions.push(`e.position < ${bind(bounds.before.toString(), 'bigint')}`);
   const itemConditions = query.all ? [] : query.items.map((item) => {
     const parts: string[] = [];
     if (item.types) {

@@ -136,14 +136,14 @@ export class InMemoryEventStore implements DcbEventStore {
 
   async read<Data = unknown>(query: Query, options: ReadOptions = {}): Promise<ReadResult<Data>> {
     this.#assertOpen();
-    const { after, limit, backwards } = validateRead(query, options);
+    const { after, before, limit, backwards } = validateRead(query, options);
     // One copy of the log: every consistency reads it (validated as the PostgreSQL store does).
     validateConsistency(options.consistency, 'consistency');
     if (options.signal?.aborted) throw new OperationAbortedError('read', options.signal.reason);
     await Promise.resolve();
     const matches = queryMatcher(query);
     const head = this.#head();
-    let events = this.#events.filter((event) => event.position > after && matches(event));
+    let events = this.#events.filter((event) => event.position > after && (before === undefined || event.position < before) && matches(event));
     if (backwards) events.reverse();
     if (limit !== undefined) events = events.slice(0, limit);
     // Copies: a caller changing what it read must not change the store.
@@ -152,7 +152,7 @@ export class InMemoryEventStore implements DcbEventStore {
 
   async *stream<Data = unknown>(query: Query, options: StreamOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {
     this.#assertOpen();
-    yield* streamPages<Data>((from, limit, signal) => this.read<Data>(query, { after: from, limit, ...(signal && { signal }) }), query, options);
+    yield* streamPages<Data>((from, before, limit, signal) => this.read<Data>(query, { after: from, ...(before !== undefined && { before }), limit, ...(signal && { signal }) }), query, options);
   }
 
   subscribe<Data = unknown>(query: Query, options: SubscribeOptions = {}): AsyncGenerator<SequencedEvent<Data>, void, undefined> {

@@ -26,6 +26,7 @@ import {
   type ReadOptions,
   type SequencedEvent,
   type SnapshotKey,
+  type StreamOptions,
 } from '../../src/index.ts';
 import { queryHash } from '../../src/decisions/snapshots.ts';
 import type { InMemoryEventStore } from '../../src/testing/index.ts';
@@ -420,6 +421,68 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         assert.deepEqual(positions((await store.read(odd, { backwards: true, limit: 2 })).events), [5n, 3n]);
       }));
 
+      test('before (exclusive), alone and with after, backwards and limit, each with head', withStore(async (store) => {
+        await store.append([1, 2, 3, 4, 5, 6].map((n) => event(n % 2 === 0 ? 'Even' : 'Odd', [], { n })));
+        const cases: Array<[ReadOptions, bigint[]]> = [
+          [{ before: 4n }, range(1, 3)],
+          [{ before: 7n }, range(1, 6)],
+          [{ before: 100n }, range(1, 6)],
+          [{ before: 9223372036854775807n }, range(1, 6)],
+          [{ before: 6n }, range(1, 5)],
+          [{ before: 1n }, []],
+          [{ before: 0n }, []],
+          [{ after: 2n, before: 5n }, [3n, 4n]],
+          [{ after: 2n, before: 4n }, [3n]],
+          [{ after: 2n, before: 3n }, []],
+          [{ after: 3n, before: 3n }, []],
+          [{ after: 5n, before: 2n }, []],
+          [{ before: 5n, limit: 2 }, [1n, 2n]],
+          [{ before: 5n, backwards: true }, [4n, 3n, 2n, 1n]],
+          [{ before: 5n, backwards: true, limit: 2 }, [4n, 3n]],
+          [{ before: 5n, after: 1n, backwards: true, limit: 10 }, [4n, 3n, 2n]],
+          [{ before: 2n, backwards: true, limit: 2 }, [1n]],
+          [{ before: 100n, backwards: true, limit: 2 }, [6n, 5n]],
+        ];
+        for (const [options, expected] of cases) {
+          const { events, head } = await store.read(Query.all(), options);
+          assert.deepEqual(positions(events), expected, `read(all, ${JSON.stringify(options, (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value))})`);
+          assert.equal(head, 6n, 'head is the store head whatever the bounds');
+        }
+        const odd = Query.of(QueryItem.types('Odd'));
+        assert.deepEqual(positions((await store.read(odd, { before: 5n })).events), [1n, 3n]);
+        assert.deepEqual(positions((await store.read(odd, { before: 5n, backwards: true, limit: 1 })).events), [3n]);
+        assert.deepEqual(positions((await store.read(odd, { before: 1n, backwards: true, limit: 1 })).events), []);
+        assert.deepEqual(await store.read(Query.of(QueryItem.types('Even')), { before: 2n }), { events: [], head: 6n });
+      }));
+
+      test('backwards + before + limit pages through the whole log: no gaps, no repeats, the forward read reversed', withStore(async (store) => {
+        // 61 events, a third of them matching a tag and a type each, interleaved with others.
+        await store.append(Array.from({ length: 61 }, (_, n) => event(n % 3 === 0 ? 'Hit' : 'Miss', n % 3 === 0 ? ['page:me'] : ['page:other'], { n })));
+        const queries: Array<[string, Query]> = [
+          ['all', Query.all()],
+          ['a type', Query.of(QueryItem.types('Hit'))],
+          ['a tag', Query.of(QueryItem.tags('page:me'))],
+          ['a type and a tag', Query.of(QueryItem.types('Hit').tags('page:me'))],
+        ];
+        for (const [description, query] of queries) {
+          const { events: forward, head } = await store.read(query);
+          for (const pageSize of [1, 4, 7, 21, 100]) {
+            const walked: bigint[] = [];
+            let before = head + 1n;
+            for (let pages = 0; ; pages++) {
+              assert.ok(pages <= forward.length + 1, `${description}, pages of ${pageSize}: does not end`);
+              const page = await store.read(query, { backwards: true, limit: pageSize, before });
+              assert.equal(page.head, head);
+              walked.push(...positions(page.events));
+              const oldest = page.events.at(-1);
+              if (oldest === undefined) break;
+              before = oldest.position;
+            }
+            assert.deepEqual(walked, [...positions(forward)].reverse(), `${description}, pages of ${pageSize}`);
+          }
+        }
+      }));
+
       test('head is the highest position in the store, not the last matching event', withStore(async (store) => {
         await store.append([event('A'), event('B'), event('B')]);
         const { events, head } = await store.read(Query.of(QueryItem.types('A')));
@@ -548,6 +611,20 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
           assert.deepEqual(positions(await collect(store.stream(take, { batchSize, after: 5n }))), expected.filter((position) => position > 5n), `batchSize ${batchSize} after 5`);
         }
         assert.deepEqual(positions(await collect(store.stream(Query.all(), { batchSize: 4 }))), range(1, 11));
+      }));
+
+      test('with before: ends before it, in pages of any size, also with after; before beyond the head ends at the head', withStore(async (store) => {
+        await store.append(Array.from({ length: 11 }, (_, n) => event(n % 3 === 0 ? 'Skip' : 'Take', [], { n })));
+        const take = Query.of(QueryItem.types('Take'));
+        const expected = positions((await store.read(take)).events);
+        for (const batchSize of [1, 2, 3, 1000]) {
+          assert.deepEqual(positions(await collect(store.stream(take, { batchSize, before: 9n }))), expected.filter((position) => position < 9n), `batchSize ${batchSize} before 9`);
+          assert.deepEqual(positions(await collect(store.stream(take, { batchSize, after: 2n, before: 9n }))), expected.filter((position) => position > 2n && position < 9n), `batchSize ${batchSize} after 2 before 9`);
+          assert.deepEqual(positions(await collect(store.stream(Query.all(), { batchSize, before: 50n }))), range(1, 11), `batchSize ${batchSize} before 50`);
+          assert.deepEqual(await collect(store.stream(Query.all(), { batchSize, before: 1n })), [], `batchSize ${batchSize} before 1`);
+          assert.deepEqual(await collect(store.stream(Query.all(), { batchSize, before: 0n })), [], `batchSize ${batchSize} before 0`);
+          assert.deepEqual(await collect(store.stream(Query.all(), { batchSize, after: 5n, before: 6n })), [], `batchSize ${batchSize} after 5 before 6`);
+        }
       }));
 
       test('ends at the head its first page saw, even when events are appended meanwhile', withStore(async (store) => {
@@ -790,9 +867,17 @@ export function defineEventStoreContract(name: string, factory: ContractStoreFac
         ['read: limit 0', 'limit', (store) => store.read(Query.all(), { limit: 0 })],
         ['read: a fractional limit', 'limit', (store) => store.read(Query.all(), { limit: 1.5 })],
         ['read: backwards not a boolean', 'backwards', (store) => store.read(Query.all(), loose<ReadOptions>({ backwards: 'yes' }))],
+        ['read: a negative before', 'before', (store) => store.read(Query.all(), { before: -1n })],
+        ['read: a negative before, backwards with a limit', 'before', (store) => store.read(Query.all(), { before: -5n, backwards: true, limit: 10 })],
+        ['read: before as a string', 'before', (store) => store.read(Query.all(), loose<ReadOptions>({ before: '3' }))],
+        ['read: a fractional before', 'before', (store) => store.read(Query.all(), loose<ReadOptions>({ before: 1.5 }))],
+        ['read: before null', 'before', (store) => store.read(Query.all(), loose<ReadOptions>({ before: null }))],
+        ['read: before beyond the largest position', 'before', (store) => store.read(Query.all(), { before: 9223372036854775808n })],
         ['stream: not a Query', 'query', (store) => store.stream(loose<Query>(null)).next()],
         ['stream: batchSize 0', 'batchSize', (store) => store.stream(Query.all(), { batchSize: 0 }).next()],
         ['stream: a negative after', 'after', (store) => store.stream(Query.all(), { after: -2n }).next()],
+        ['stream: a negative before', 'before', (store) => store.stream(Query.all(), { before: -2n }).next()],
+        ['stream: before as a string', 'before', (store) => store.stream(Query.all(), loose<StreamOptions>({ before: '2' })).next()],
         ['subscribe: not a Query', 'query', async (store) => store.subscribe(loose<Query>('all'))],
         ['subscribe: batchSize 0', 'batchSize', async (store) => store.subscribe(Query.all(), { batchSize: 0 })],
         ['subscribe: pollIntervalMs 0', 'pollIntervalMs', async (store) => store.subscribe(Query.all(), { pollIntervalMs: 0 })],

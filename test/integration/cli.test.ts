@@ -140,7 +140,7 @@ describe('dses', { timeout: 120_000 }, () => {
     assert.equal(read.stderr, 'head: 1\n');
   });
 
-  test('read: --types/--tags, --query, --after, --limit, --backwards; json and table formats end with the head', async () => {
+  test('read: --types/--tags, --query, --after, --before, --limit, --backwards; json and table formats end with the head', async () => {
     const schema = await storeWith([
       { type: 'A', tags: ['x:1'], data: 1 },
       { type: 'B', tags: ['x:1'], data: 2 },
@@ -159,6 +159,11 @@ describe('dses', { timeout: 120_000 }, () => {
     assert.deepEqual(await positions(['--query', '{"items":[{"types":["C"]},{"tags":["x:2"]}]}']), ['3', '4']);
     assert.deepEqual(await positions(['--after', '2']), ['3', '4']);
     assert.deepEqual(await positions(['--backwards', '--limit', '2']), ['4', '3']);
+    assert.deepEqual(await positions(['--before', '3']), ['1', '2']);
+    assert.deepEqual(await positions(['--before', '4', '--after', '1']), ['2', '3']);
+    assert.deepEqual(await positions(['--backwards', '--limit', '1', '--before', '3']), ['2']);
+    assert.deepEqual(await positions(['--tags', 'x:1', '--backwards', '--before', '2']), ['1']);
+    assert.deepEqual(await positions(['--before', '1']), []);
     const json = await dses(['--schema', schema, 'read', '--format', 'json', '--types', 'C']);
     const parsed = JSON.parse(json.stdout);
     assert.equal(parsed.head, '4');
@@ -222,6 +227,8 @@ describe('dses', { timeout: 120_000 }, () => {
       [['append', '--type', 'T', '--after', '3'], /--after needs --fail-if-events-match/],
       [['append', '--type', 'T', '--fail-if-events-match', '{"items":[]}', '--after', '-1'], /--after must be a non-negative integer/],
       [['read', '--limit', '0'], /--limit must be a positive integer/],
+      [['read', '--before', '-1'], /--before must be a non-negative integer/],
+      [['read', '--before', 'head'], /--before must be a non-negative integer/],
       [['read', '--format', 'xml'], /--format must be one of/],
       [['read', '--query', '{"items":[{"types":[]}]}'], /--query/],
       [['read', '--types', 'A', '--query', '{"items":[]}'], /either --query or --types/],

@@ -70,6 +70,45 @@ describe('the /v1 API', () => {
     assert.deepEqual(head.body, { head: (await store.head()).toString() });
   });
 
+  test('before (exclusive, a decimal string) bounds POST /v1/read and GET /v1/events; backwards pages of before = oldest shown walk the whole history', async () => {
+    const tag = `page:${randomUUID()}`;
+    const appended: string[] = [];
+    for (let n = 0; n < 12; n++) {
+      const answer = await call(url, 'POST', '/v1/append', { body: { events: [{ type: n % 2 === 0 ? 'Paged' : 'Other', tags: [tag], data: { n } }] } });
+      appended.push(answer.body.position);
+    }
+    const paged = appended.filter((_, n) => n % 2 === 0);
+    const query = { items: [{ types: ['Paged'], tags: [tag] }] };
+    const head = (await store.head()).toString();
+    const walked: string[] = [];
+    let before = (BigInt(head) + 1n).toString();
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await call(url, 'POST', '/v1/read', { body: { query, before, backwards: true, limit: 4 } });
+      assert.equal(page.status, 200, page.text);
+      assert.equal(page.body.head, head);
+      if (page.body.events.length === 0) break;
+      walked.push(...page.body.events.map((event: { position: string }) => event.position));
+      before = page.body.events.at(-1).position;
+    }
+    assert.deepEqual(walked, [...paged].reverse());
+    const below = await call(url, 'POST', '/v1/read', { body: { query, before: paged[3], after: paged[0] } });
+    assert.deepEqual(below.body.events.map((event: { position: string }) => event.position), [paged[1], paged[2]]);
+    const events = await call(url, 'GET', `/v1/events?types=Paged&tags=${encodeURIComponent(tag)}&before=${paged[2]}&backwards=true&limit=5`);
+    assert.equal(events.status, 200, events.text);
+    assert.deepEqual(events.body.events.map((event: { position: string }) => event.position), [paged[1], paged[0]]);
+    const none = await call(url, 'GET', `/v1/events?tags=${encodeURIComponent(tag)}&before=0`);
+    assert.deepEqual(none.body, { events: [], head });
+    for (const [body, path] of [[{ query, before: 5 }, 'before'], [{ query, before: '-1' }, 'before'], [{ query, before: '9223372036854775808' }, 'before']] as const) {
+      const answer = await call(url, 'POST', '/v1/read', { body });
+      assert.equal(answer.status, 400, `${JSON.stringify(body)}: ${answer.text}`);
+      assert.equal(answer.body.error.path, path);
+    }
+    assert.equal((await call(url, 'GET', '/v1/events?before=1.5')).status, 400);
+    const document = (await call(url, 'GET', '/openapi.json')).body;
+    assert.ok(document.paths['/v1/read'].post.requestBody.content['application/json'].schema.properties.before, 'the OpenAPI document has before for /v1/read');
+    assert.ok(document.paths['/v1/events'].get.parameters.some((parameter: { name: string }) => parameter.name === 'before'), 'and for /v1/events');
+  });
+
   test('a condition that holds appends; one that failed is 409 with conflictingPosition, and nothing is written', async () => {
     const tag = `c:${randomUUID()}`;
     const query = { items: [{ types: ['Subscribed'], tags: [tag] }] };
@@ -405,6 +444,11 @@ describe('the dcb.events shape', () => {
     assert.deepEqual(from.body, [later]);
     const atOrBefore = await read(query, { from: later.position - 1, backwards: true });
     assert.deepEqual(atOrBefore.body, [event]);
+    const atFrom = await read(query, { from: later.position, backwards: true, limit: 1 });
+    assert.deepEqual(atFrom.body, [later], 'backwards from is inclusive, and limit counts from it downwards');
+    const beyond = await read(query, { from: Number.MAX_SAFE_INTEGER, backwards: true, limit: 2 });
+    assert.deepEqual(beyond.body, [later, event]);
+    assert.deepEqual((await read(query, { from: 0, backwards: true })).body, []);
     // Empty lists constrain nothing: an item of neither types nor tags matches every event.
     const everything = await read({ items: [{ types: [], tags: [] }] }, { backwards: true, limit: 1 });
     assert.equal(everything.body[0].position, Number(await store.head()));

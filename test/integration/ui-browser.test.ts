@@ -99,6 +99,46 @@ describe('the web event browser', { skip, timeout: 120_000 }, () => {
     await page.close();
   });
 
+  test('"Older events" pages back to the first event without skipping or repeating one: the log, and a filter matching 134 of 400', async () => {
+    // A store of its own, so that the other tests' positions stay as they are.
+    const own = await createTestStore();
+    try {
+      await own.store.append(Array.from({ length: 400 }, (_, n) => (n % 3 === 0 ? { type: 'Paged', tags: ['pager:hit', `n:${n}`], data: { n } } : { type: 'Skipped', tags: ['pager:miss'], data: { n } })));
+      const server = createServer({ store: own.store, extend: registerUi });
+      servers.push(server);
+      const ownUrl = await server.listen({ port: 0 });
+      for (const [hash, query] of [['#/', Query.all()], ['#/?tags=pager%3Ahit', Query.of(QueryItem.tags('pager:hit'))], ['#/?types=Paged', Query.of(QueryItem.types('Paged'))]] as const) {
+        const expected = (await own.store.read(query, { backwards: true })).events.map((event) => event.position.toString());
+        const page = await open(`${ownUrl}/${hash}`);
+        await page.locator('main tbody tr[data-position]').first().waitFor();
+        const older = page.getByRole('button', { name: 'Older events' });
+        const rows = page.locator('main tbody tr[data-position]');
+        for (let clicks = 0; !(await older.isDisabled()); clicks++) {
+          assert.ok(clicks < 20, `${hash}: the button never disables`);
+          const shown = await rows.count();
+          if (shown < expected.length) {
+            await older.click();
+            // The handler appends the page and sets the button in the same task: once the rows
+            // are there, the button's state is final. A page that skipped events never gets there.
+            const target = Math.min(shown + 50, expected.length);
+            await rows.nth(target - 1).waitFor();
+          } else {
+            // Everything is shown, but the last page was full: one more read finds nothing.
+            await Promise.all([page.waitForResponse((response) => response.url().endsWith('/v1/read')), older.click()]);
+            await page.locator('#older:disabled').waitFor();
+            assert.equal(await rows.count(), shown, `${hash}: the read below the first event adds nothing`);
+          }
+        }
+        assert.deepEqual(await shownPositions(page), expected, `${hash}: every matching event once, newest first`);
+        assert.equal(expected.at(-1), '1', 'the walk reached the first event');
+        assert.equal(await older.isDisabled(), true);
+        await page.close();
+      }
+    } finally {
+      await own.dispose();
+    }
+  });
+
   test('filtering by type, and by tag, narrows the list to exactly the matching events', async () => {
     const page = await open(url);
     await page.getByLabel('Types (any of, comma separated)').fill('BookReturned');

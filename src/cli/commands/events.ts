@@ -81,6 +81,7 @@ interface ReadFlags {
   tags?: string;
   query?: string;
   after?: string;
+  before?: string;
   limit?: string;
   backwards?: boolean;
   format?: string;
@@ -143,15 +144,18 @@ export function registerEvents(program: Command, globals: () => GlobalOptions): 
 
   readOptions(program.command('read'))
     .description('read the events matching a query, then the head (table, ndjson or json)')
+    .option('--before <position>', 'only events before this position (with --backwards --limit n: the page below it)')
     .option('--limit <n>', 'at most this many events')
     .option('--backwards', 'newest first')
     .action(async (flags: ReadFlags) => {
       const query = queryOf(flags);
       const format = formatOf(flags.format);
       const after = flags.after === undefined ? undefined : parsePosition('--after', flags.after);
+      const before = flags.before === undefined ? undefined : parsePosition('--before', flags.before);
       const limit = flags.limit === undefined ? undefined : parsePositiveInteger('--limit', flags.limit);
       await withStore(globals(), async (store) => {
-        const { events, head } = await store.read(query, { ...(after !== undefined && { after }), ...(limit !== undefined && { limit }), ...(flags.backwards && { backwards: true }) });
+        const bounds = { ...(after !== undefined && { after }), ...(before !== undefined && { before }), ...(limit !== undefined && { limit }) };
+        const { events, head } = await store.read(query, { ...bounds, ...(flags.backwards && { backwards: true }) });
         if (format === 'json') {
           await writeOut(`{"events":[${events.map(eventLine).join(',')}],"head":"${head}"}\n`);
           return;

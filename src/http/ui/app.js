@@ -265,19 +265,10 @@ async function logView(params, signal) {
   older.addEventListener('click', async () => {
     older.disabled = true;
     try {
-      let page;
-      if (!filtered) {
-        // Positions are 1..head without gaps: the page before the oldest shown is a range.
-        const oldest = BigInt(shown.at(-1).position);
-        const from = oldest - 1n - BigInt(PAGE) > 0n ? oldest - 1n - BigInt(PAGE) : 0n;
-        page = (await readEvents(query, { after: from.toString(), limit: Number(oldest - 1n - from) })).events.reverse();
-      } else {
-        // A filtered read has no upper bound yet (read's `before` comes with issue 14): read the
-        // newest shown + PAGE and keep the ones not shown, older than the oldest shown.
-        const oldest = BigInt(shown.at(-1).position);
-        const more = await readEvents(query, { backwards: true, limit: shown.length + PAGE });
-        page = more.events.filter((event) => BigInt(event.position) < oldest);
-      }
+      // The PAGE newest events below the oldest shown: the same read at any depth, filtered or
+      // not, and unaffected by events the live tail added on top.
+      const oldest = shown.at(-1).position;
+      const page = (await readEvents(query, { before: oldest, backwards: true, limit: PAGE })).events;
       shown = shown.concat(page);
       body.append(...page.map((event) => eventRow(event)));
       older.disabled = page.length < PAGE;
