@@ -60,13 +60,16 @@ DECLARE
   v_group_pos     bigint[];
   v_group_conf    bigint[];
   v_group_index   bigint[];
-  v_group_events  jsonb;
-  -- For each group command whose events are in v_group_events: its index in the group and the
-  -- ordinal of its last event there.
+  v_group_count   integer;
+  -- The events of the group's commands that passed, kept only when commands are checked one by
+  -- one (not independent): each command's events array (an array of them, which plpgsql appends
+  -- to in place; one jsonb grown by || is copied whole each time), its index in the group, and
+  -- how many of the group's events come before its first.
+  v_group_events  jsonb[];
   v_pending_cmd   integer[];
-  v_pending_end   integer[];
+  v_pending_start integer[];
   v_group_failed  boolean;
-  v_ordinal   bigint;
+  v_conflict_cmd integer;
   v_status    smallint;
   v_position  bigint;
   v_i         integer;
@@ -107,8 +110,9 @@ BEGIN
       IF v_group_size > 1 THEN
         v_group_base := v_next;
         v_group_status := '{}'; v_group_pos := '{}'; v_group_conf := '{}'; v_group_index := '{}';
-        v_group_events := '[]'::jsonb;
-        v_pending_cmd := '{}'; v_pending_end := '{}';
+        v_group_count := 0;
+        v_group_events := '{}';
+        v_pending_cmd := '{}'; v_pending_start := '{}';
         v_group_failed := false;
       END IF;
     END IF;
@@ -222,34 +226,36 @@ BEGIN
 
         -- The group's earlier commands' events, not inserted yet, at the positions they would
         -- get (all after every stored event). With independent commands none can match.
-        v_ordinal := NULL;
-        IF v_conflict IS NULL AND v_group_size > 1 AND NOT p_independent AND jsonb_array_length(v_group_events) > 0 THEN
+        v_conflict_cmd := NULL;
+        IF v_conflict IS NULL AND v_group_size > 1 AND NOT p_independent AND v_group_count > 0 THEN
           IF (v_query->>'all')::boolean THEN
-            SELECT min(p.ordinal) INTO v_ordinal
-              FROM ROWS FROM (jsonb_to_recordset(v_group_events) AS (occurred_at timestamptz)) WITH ORDINALITY AS p(occurred_at, ordinal)
-             WHERE v_group_base + p.ordinal > v_after
+            SELECT v_pending_cmd[g.k] INTO v_conflict_cmd
+              FROM unnest(v_group_events) WITH ORDINALITY AS g(events, k)
+              CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(g.events) AS (occurred_at timestamptz)) WITH ORDINALITY AS p(occurred_at, ordinal)
+             WHERE v_group_base + v_pending_start[g.k] + p.ordinal > v_after
                AND (v_from IS NULL OR p.occurred_at >= v_from)
-               AND (v_until IS NULL OR p.occurred_at <= v_until);
+               AND (v_until IS NULL OR p.occurred_at <= v_until)
+             ORDER BY g.k, p.ordinal LIMIT 1;
           ELSE
-            SELECT min(p.ordinal) INTO v_ordinal
-              FROM ROWS FROM (jsonb_to_recordset(v_group_events) AS (type text, tags text[], data jsonb, occurred_at timestamptz)) WITH ORDINALITY AS p(type, tags, data, occurred_at, ordinal)
+            SELECT v_pending_cmd[g.k] INTO v_conflict_cmd
+              FROM unnest(v_group_events) WITH ORDINALITY AS g(events, k)
+              CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(g.events) AS (type text, tags text[], data jsonb, occurred_at timestamptz)) WITH ORDINALITY AS p(type, tags, data, occurred_at, ordinal)
               CROSS JOIN LATERAL jsonb_array_elements(v_query->'items') AS i(item)
-             WHERE v_group_base + p.ordinal > v_after
+             WHERE v_group_base + v_pending_start[g.k] + p.ordinal > v_after
                AND (NOT (i.item ? 'types') OR jsonb_typeof(i.item->'types') <> 'array' OR p.type = ANY (ARRAY(SELECT jsonb_array_elements_text(i.item->'types'))))
                AND (NOT (i.item ? 'tags') OR jsonb_typeof(i.item->'tags') <> 'array' OR p.tags @> ARRAY(SELECT jsonb_array_elements_text(i.item->'tags')))
                AND (jsonb_typeof(i.item->'any_of') IS DISTINCT FROM 'array' OR EXISTS (SELECT 1 FROM jsonb_array_elements(i.item->'any_of') a(v) WHERE COALESCE(p.data, 'null'::jsonb) @> a.v))
                AND (jsonb_typeof(i.item->'all_of') IS DISTINCT FROM 'array' OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(i.item->'all_of') a(v) WHERE NOT COALESCE(p.data, 'null'::jsonb) @> a.v))
                AND (v_from IS NULL OR p.occurred_at >= v_from)
-               AND (v_until IS NULL OR p.occurred_at <= v_until);
+               AND (v_until IS NULL OR p.occurred_at <= v_until)
+             ORDER BY g.k, p.ordinal LIMIT 1;
           END IF;
         END IF;
         IF v_conflict IS NOT NULL THEN
           v_status := 1;
-        ELSIF v_ordinal IS NOT NULL THEN
+        ELSIF v_conflict_cmd IS NOT NULL THEN
           v_status := 1;
-          -- The group command that event belongs to.
-          SELECT v_pending_cmd[i] INTO v_position FROM generate_subscripts(v_pending_end, 1) AS i
-           WHERE v_pending_end[i] >= v_ordinal ORDER BY i LIMIT 1;
+          v_position := v_conflict_cmd;
         END IF;
       END IF;
     END IF;
@@ -278,10 +284,13 @@ BEGIN
 
     -- A command of a group: remember its answer; the group is settled after its last command.
     IF v_status = 0 THEN
-      v_position := v_group_base + jsonb_array_length(v_group_events) + v_count;
-      v_group_events := v_group_events || v_events;
-      v_pending_cmd := v_pending_cmd || (v_group_size - v_group_left - 1);
-      v_pending_end := v_pending_end || jsonb_array_length(v_group_events);
+      IF NOT p_independent THEN
+        v_group_events := array_append(v_group_events, v_events);
+        v_pending_cmd := array_append(v_pending_cmd, v_group_size - v_group_left - 1);
+        v_pending_start := array_append(v_pending_start, v_group_count);
+      END IF;
+      v_group_count := v_group_count + v_count;
+      v_position := v_group_base + v_group_count;
     ELSIF v_status IN (1, 2) THEN
       v_group_failed := true;
     END IF;
@@ -306,17 +315,18 @@ BEGIN
           v_group_status[v_i] := 4; v_group_pos[v_i] := NULL; v_group_conf[v_i] := NULL;
         END IF;
       END LOOP;
-    ELSIF jsonb_array_length(v_group_events) > 0 THEN
+    ELSIF v_group_count > 0 THEN
       IF p_independent THEN
         v_accepted := v_accepted || v_group_index;
       ELSE
         INSERT INTO __SCHEMA__.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
-        SELECT v_head + e.ordinal, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, v_now
-          FROM ROWS FROM (jsonb_to_recordset(v_group_events) AS (id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz))
+        SELECT v_head + v_pending_start[g.k] + e.ordinal, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, v_now
+          FROM unnest(v_group_events) WITH ORDINALITY AS g(events, k)
+          CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(g.events) AS (id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz))
                WITH ORDINALITY AS e(id, type, tags, data, metadata, occurred_at, ordinal);
-        v_head := v_head + jsonb_array_length(v_group_events);
+        v_head := v_head + v_group_count;
       END IF;
-      v_next := v_next + jsonb_array_length(v_group_events);
+      v_next := v_next + v_group_count;
     END IF;
     FOR v_i IN 1 .. v_group_size LOOP
       r_status := v_group_status[v_i]; r_position := v_group_pos[v_i]; r_conflict := v_group_conf[v_i];
