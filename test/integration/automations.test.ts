@@ -13,6 +13,7 @@ import { EventStore, Query, QueryItem, type Automation, type EventInput, type Se
 import { defineAutomationContract } from '../contract/automation-contract.ts';
 import { connectToSchema, createTestStore, databaseUrl, keepEventLoopAliveDuringTests, withClient } from '../helpers.ts';
 import { waitFor } from './fixtures/backends.ts';
+import { reactionCounts } from './fixtures/reactions.ts';
 
 keepEventLoopAliveDuringTests();
 
@@ -47,24 +48,6 @@ function start(automation: Automation): () => Promise<void> {
   };
   cleanups.push(() => stop().catch(() => undefined));
   return stop;
-}
-
-/** Triggers without exactly one reaction, and whether reactions follow the triggers' order: in SQL, on the log itself. */
-async function reactionCounts(schema: string): Promise<{ wrong: Array<{ n: number; reactions: number }>; triggers: number; reactions: number; inOrder: boolean }> {
-  return withClient(async (client) => {
-    const { rows: wrong } = await client.query<{ n: number; reactions: number }>(
-      `SELECT (t.data->>'n')::int AS n, count(r.position)::int AS reactions
-         FROM "${schema}".events t LEFT JOIN "${schema}".events r ON r.type = 'Reaction' AND r.data->>'trigger' = t.id::text
-        WHERE t.type = 'Trigger' GROUP BY t.id, t.data HAVING count(r.position) <> 1 ORDER BY 1`,
-    );
-    const { rows } = await client.query<{ triggers: number; reactions: number; in_order: boolean }>(
-      `WITH r AS (SELECT r.position AS reaction, t.position AS trigger FROM "${schema}".events r JOIN "${schema}".events t ON t.id::text = r.data->>'trigger' WHERE r.type = 'Reaction')
-       SELECT (SELECT count(*)::int FROM "${schema}".events WHERE type = 'Trigger') AS triggers,
-              (SELECT count(*)::int FROM "${schema}".events WHERE type = 'Reaction') AS reactions,
-              COALESCE((SELECT bool_and(ordered) FROM (SELECT trigger > lag(trigger, 1, 0::bigint) OVER (ORDER BY reaction) AS ordered FROM r) o), true) AS in_order`,
-    );
-    return { wrong, triggers: rows[0]!.triggers, reactions: rows[0]!.reactions, inOrder: rows[0]!.in_order };
-  });
 }
 
 describe('PostgreSQL automations', { timeout: LIMIT }, () => {
