@@ -1,6 +1,6 @@
 // The automation crash test: two processes run the same automation (one holds the lease, the
-// other waits as a standby) and are SIGKILLed at random moments and started again, while this
-// process appends triggering events. At the end the log holds exactly one reaction per trigger,
+// other waits as a standby); at random moments the lease holder is SIGKILLed and replaced, while
+// this process appends triggering events. At the end the log holds exactly one reaction per trigger,
 // none missing, none twice, in trigger order, checked in SQL.
 //
 // Bugs it is there to catch: the reactions committed apart from the checkpoint (a kill between
@@ -74,7 +74,7 @@ function startChild(schema: string, instance: string): Child {
 test(`automation processes SIGKILLed at random while triggers flow: exactly one reaction per trigger, none missing (seed ${seed})`, { timeout: durationMs + 90_000 }, async () => {
   console.log(`automation crash test: seed ${seed} (AUTOMATION_CRASH_SEED=${seed} repeats it), ${durationMs} ms of kills`);
   // One sequence per actor: how their calls interleave depends on timing, each one's own does not.
-  const randomFor = { a: seededRandom(seed), b: seededRandom(seed + 1), appender: seededRandom(seed + 2) };
+  const randomFor = { killer: seededRandom(seed), appender: seededRandom(seed + 1) };
   const { store, schema, dispose } = await createTestStore({ poolSize: 3 });
   try {
     const deadline = Date.now() + durationMs;
@@ -82,18 +82,34 @@ test(`automation processes SIGKILLed at random while triggers flow: exactly one 
     let kills = 0;
     let generation = 0;
 
-    // Two slots, each a child killed after a random time and replaced at once.
-    const slot = async (name: 'a' | 'b'): Promise<void> => {
-      const random = randomFor[name];
+    // Two children at all times; at random moments the one holding the lease (the one doing the
+    // work: killing the standby would prove little) is killed and replaced at once.
+    const alive = new Map<string, Child>();
+    const spawnOne = (): void => {
+      const instance = `child-${++generation}`;
+      const child = startChild(schema, instance);
+      alive.set(instance, child);
+      void child.exited.then((exit) => {
+        alive.delete(instance);
+        if (exit.signal !== 'SIGKILL') failures.push(`${instance} exited by itself (${JSON.stringify(exit)})\n${child.output()}`);
+      });
+    };
+    const killer = async (): Promise<void> => {
+      const random = randomFor.killer;
+      spawnOne();
+      spawnOne();
       while (Date.now() < deadline) {
-        const child = startChild(schema, `${name}-${++generation}`);
-        await child.started;
-        await sleep(Math.floor(random() * 1_500));
-        child.process.kill('SIGKILL');
-        const exit = await child.exited;
-        if (exit.signal === 'SIGKILL') kills += 1;
-        else failures.push(`a child exited by itself (${JSON.stringify(exit)})\n${child.output()}`);
+        await sleep(100 + Math.floor(random() * 900));
+        const status = await store.consumerStatus(NAME);
+        const holder = status.state === 'running' && status.owner !== null ? alive.get(status.owner) : undefined;
+        if (!holder) continue;
+        holder.process.kill('SIGKILL');
+        await holder.exited;
+        kills += 1;
+        spawnOne();
       }
+      for (const child of alive.values()) child.process.kill('SIGKILL');
+      await Promise.all([...alive.values()].map((child) => child.exited));
     };
 
     // The triggers: small batches at a random pace, for as long as the kills go on.
@@ -108,7 +124,7 @@ test(`automation processes SIGKILLed at random while triggers flow: exactly one 
       }
     };
 
-    await Promise.all([slot('a'), slot('b'), appender()]);
+    await Promise.all([killer(), appender()]);
     assert.deepEqual(failures, []);
 
     // A last instance that is not killed finishes the work.
@@ -127,7 +143,7 @@ test(`automation processes SIGKILLed at random while triggers flow: exactly one 
 
     const counts = await reactionCounts(schema);
     console.log(`automation crash test: seed ${seed}, ${kills} kills, ${counts.triggers} triggers, ${counts.reactions} reactions`);
-    assert.ok(kills >= 10, `only ${kills} kills`);
+    assert.ok(kills >= 20, `only ${kills} kills`);
     assert.equal(counts.triggers, triggers);
     assert.deepEqual(counts.wrong.slice(0, 20), [], `seed ${seed}: triggers with a number of reactions other than one (${counts.wrong.length} in all)`);
     assert.equal(counts.reactions, triggers, `seed ${seed}`);
