@@ -44,3 +44,5 @@ export type { CommandStore } from './decisions/command-handler.ts';
 export { eventMatchesQuery } from './query-match.ts';
 export type { MatchableEvent } from './query-match.ts';
 export type { Consumer, ConsumerContext, ConsumerOptions, ConsumerQueryResult, ConsumerStatus, ConsumerTransaction, ResetConsumerOptions } from './postgres/consumer-types.ts';
+export { reactionId } from './decisions/automation.ts';
+export type { Automation, AutomationContext, AutomationOptions, AutomationStatus, AutomationStore, Reactions } from './decisions/automation.ts';

@@ -36,7 +36,7 @@ export interface ConsumerHost extends FollowSource {
 }
 
 /** The lease holder lost its connection (and with it the lease): start over. */
-class LeaseLostError extends Error {}
+export class LeaseLostError extends Error {}
 
 /** Asked to stop while waiting to retry an event, or while connecting: leave it for the next run. */
 class StopRequested extends Error {}
@@ -46,7 +46,18 @@ class StopRequested extends Error {}
  * after it when that is not the last), a handler failed at `index` (rolled back), or stopped
  * before anything could commit (rolled back; nothing recorded).
  */
-type AttemptOutcome = { kind: 'committed'; through: number } | { kind: 'failed'; index: number; error: unknown } | { kind: 'stopped' };
+export type AttemptOutcome = { kind: 'committed'; through: number } | { kind: 'failed'; index: number; error: unknown } | { kind: 'stopped' };
+
+/**
+ * One attempt at a run of events, for a consumer that is not driven by a handler per event (an
+ * automation): it must move the checkpoint from `checkpoint` with {@link moveCheckpointPast} in
+ * the transaction that makes the events' effects, and report as the handler path does.
+ * LeaseLostError and transient errors propagate (the session is then replaced).
+ */
+export type AttemptRunner<Data> = (attempt: { session: pg.Client; events: readonly SequencedEvent<Data>[]; checkpoint: bigint; attempt: number; signal: AbortSignal; instanceId: string }) => Promise<AttemptOutcome>;
+
+/** A consumer's options with its own attempt runner instead of a handler. */
+export type RunnerConsumerOptions<Data> = Omit<ConsumerOptions<Data>, 'handle'> & { runAttempt: AttemptRunner<Data> };
 
 /** A handler call took longer than handlerTimeoutMs; a failed attempt like any other. */
 class HandlerTimeoutError extends Error {
@@ -58,7 +69,8 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   readonly name: string;
   readonly #host: ConsumerHost;
   readonly #query: Query;
-  readonly #handle: ConsumerOptions<Data>['handle'];
+  readonly #handle: ConsumerOptions<Data>['handle'] | undefined;
+  readonly #runAttempt: AttemptRunner<Data> | undefined;
   readonly #batchSize: number;
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
@@ -72,15 +84,18 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
   #session: pg.Client | undefined;
 
   /** @internal use `store.consumer(name, options)` */
-  constructor(host: ConsumerHost, name: string, options: ConsumerOptions<Data>) {
+  constructor(host: ConsumerHost, name: string, options: ConsumerOptions<Data> | RunnerConsumerOptions<Data>) {
     validateConsumerName(name);
     if (options === null || typeof options !== 'object') throw new InvalidInputError('options', `must be an object, got ${describe(options)}`);
     if (!(options.query instanceof Query)) throw new InvalidInputError('options.query', `must be a Query, got ${describe(options.query)}`);
-    if (typeof options.handle !== 'function') throw new InvalidInputError('options.handle', `must be a function, got ${describe(options.handle)}`);
+    const runAttempt = 'runAttempt' in options ? options.runAttempt : undefined;
+    const handle = 'handle' in options ? options.handle : undefined;
+    if (runAttempt === undefined && typeof handle !== 'function') throw new InvalidInputError('options.handle', `must be a function, got ${describe(handle)}`);
     this.name = name;
     this.#host = host;
     this.#query = options.query;
-    this.#handle = options.handle;
+    this.#handle = handle;
+    this.#runAttempt = runAttempt;
     this.#batchSize = positiveInteger(options.batchSize, 100, 'options.batchSize');
     this.#maxAttempts = positiveInteger(options.maxAttempts, 5, 'options.maxAttempts');
     this.#retryDelayMs = nonNegativeNumber(options.retryDelayMs, 100, 'options.retryDelayMs');
@@ -293,6 +308,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
    */
   async #attempt(session: pg.Client, events: readonly SequencedEvent<Data>[], checkpoint: bigint, attempt: number, signal: AbortSignal): Promise<AttemptOutcome> {
     if (signal.aborted) return { kind: 'stopped' };
+    if (this.#runAttempt) return this.#runAttempt({ session, events, checkpoint, attempt, signal, instanceId: this.#instanceId });
     // Closed to the handler once this attempt ends: a handler that kept a reference (or timed
     // out and carried on) must not run statements outside the transaction.
     let open = true;
@@ -328,11 +344,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
       }
       const last = events[processed - 1]!;
       try {
-        const moved = await session.query(
-          `UPDATE ${this.#host.quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
-          [this.name, checkpoint.toString(), last.position.toString(), this.#instanceId, last.id],
-        );
-        if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${this.name}" moved under this instance`);
+        await moveCheckpointPast(session, this.#host.quotedSchema, this.name, this.#instanceId, checkpoint, last);
         await session.query('COMMIT');
       } catch (error) {
         if (error instanceof LeaseLostError || isConnectionLost(session) || this.#host.isTransient(error)) throw error;
@@ -361,7 +373,7 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
 
   async #callHandlerWithin(event: SequencedEvent<Data>, context: ConsumerContext, session: pg.Client, close: () => void): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const running = Promise.resolve().then(() => this.#handle(event, context));
+    const running = Promise.resolve().then(() => this.#handle!(event, context));
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new HandlerTimeoutError(`handler of consumer "${this.name}" did not finish within ${this.#handlerTimeoutMs} ms (event at position ${event.position})`)), this.#handlerTimeoutMs);
     });
@@ -398,6 +410,18 @@ export class PostgresConsumer<Data = unknown> implements Consumer<Data> {
       [this.name, position.toString(), message.replaceAll('\u0000', '')],
     );
   }
+}
+
+/**
+ * Moves consumer `name`'s checkpoint from `from` to `last` (compare-and-set on `from`), inside
+ * the caller's transaction. Another instance having moved it means the lease is gone.
+ */
+export async function moveCheckpointPast(session: pg.Client, quotedSchema: string, name: string, instanceId: string, from: bigint, last: SequencedEvent<unknown>): Promise<void> {
+  const moved = await session.query(
+    `UPDATE ${quotedSchema}.consumers SET position = $3, checkpoint_event_id = $5, status = 'running', failed_position = NULL, owner = $4, updated_at = now() WHERE name = $1 AND position = $2`,
+    [name, from.toString(), last.position.toString(), instanceId, last.id],
+  );
+  if (moved.rowCount !== 1) throw new LeaseLostError(`the checkpoint of consumer "${name}" moved under this instance`);
 }
 
 /** Reads a consumer's status (also for consumers not running in this process). */

@@ -49,6 +49,8 @@ import { appendPayload, appendStatementText, toCommandResult, type AppendRow } f
 import { isCancelled, isConnectionError, isRefusal } from './classify.ts';
 import { PostgresConsumer, consumerStatus, resetConsumer, type ConsumerHost } from './consumer.ts';
 import type { Consumer, ConsumerOptions, ConsumerStatus, ResetConsumerOptions } from './consumer-types.ts';
+import { PostgresAutomation } from './automation.ts';
+import type { Automation, AutomationOptions } from '../decisions/automation.ts';
 
 export interface EventStoreOptions {
   /** PostgreSQL connection string. Default: the `DATABASE_URL` environment variable. */
@@ -608,6 +610,25 @@ export class EventStore implements DcbEventStore {
   consumer<Data = unknown>(name: string, options: ConsumerOptions<Data>): Consumer<Data> {
     this.#assertOpen();
     return new PostgresConsumer<Data>(this.#host, name, options);
+  }
+
+  /**
+   * An automation named `name`: for every event matching `options.query`, in position order, it
+   * calls `decide` (after reading the event's decision model, with `projections`) and appends the
+   * reactions in the same transaction that moves its checkpoint, so that each event gets its
+   * reactions exactly once, whatever instant a process dies at. A durable consumer otherwise
+   * (one instance per name, standbys, `consumerStatus(name)`, `resetConsumer(name)`).
+   *
+   * @example
+   * const reminders = store.automation('return-reminders', {
+   *   query: Query.of(QueryItem.types('BookCopyLentToReader')),
+   *   decide: (event) => ({ type: 'ReturnReminderScheduled', tags: event.tags, data: { due: dueDate(event) } }),
+   * });
+   * await reminders.run({ signal: controller.signal });
+   */
+  automation<Data = unknown, Projections extends Record<string, Projection<any>> = Record<string, never>>(name: string, options: AutomationOptions<Data, Projections>): Automation {
+    this.#assertOpen();
+    return new PostgresAutomation<Data>({ consumers: this.#host, decisions: this, conditionScanLimit: this.#conditionScanLimit, propagateTraceContext: this.#propagateTraceContext }, name, options);
   }
 
   /** Checkpoint, lag, lease and last error of the consumer `name` (running anywhere, or not at all). */

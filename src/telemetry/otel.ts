@@ -351,6 +351,12 @@ export class Telemetry {
     }
   }
 
+  /** The W3C traceparent of the active span (an automation's handle span), for the events it appends. */
+  activeTraceparent(): string | undefined {
+    const context = this.#api.trace.getActiveSpan()?.spanContext();
+    return context === undefined ? undefined : traceparentOf(this.#api, context);
+  }
+
   /** Reports a running consumer's checkpoint for `eventstore.consumer.lag`; returns the unregister function. */
   trackConsumer(name: string, checkpoint: () => bigint | undefined): () => void {
     const key = {};
@@ -361,6 +367,11 @@ export class Telemetry {
   replicaFellBack(reason: string): void {
     this.#metrics().replicaFallbacks.add(1, { [ATTRIBUTE.fallbackReason]: reason, ...this.#metricBase });
   }
+}
+
+function traceparentOf(api: OtelApi, context: Api.SpanContext): string | undefined {
+  if (!api.isSpanContextValid(context)) return undefined;
+  return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
 }
 
 export class AppendSpan {
@@ -379,9 +390,7 @@ export class AppendSpan {
 
   /** The W3C traceparent of this append's span, when there is a trace to continue. */
   traceparent(): string | undefined {
-    const context = this.#span.spanContext();
-    if (!this.#api.isSpanContextValid(context)) return undefined;
-    return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+    return traceparentOf(this.#api, this.#span.spanContext());
   }
 
   /**

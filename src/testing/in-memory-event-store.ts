@@ -32,6 +32,8 @@ import type {
 import { follow, validateSubscribeOptions } from '../subscriptions/follow.ts';
 import { wakeableWait } from '../util/wait.ts';
 import { validateConsistency } from '../validation.ts';
+import type { Automation, AutomationOptions } from '../decisions/automation.ts';
+import { InMemoryAutomation, type AutomationRecord } from './in-memory-automation.ts';
 
 /**
  * An event store in memory with the PostgreSQL store's interface and semantics (`append`, `read`,
@@ -52,6 +54,8 @@ export class InMemoryEventStore implements DcbEventStore {
   /** Aborted by close(): ends every wait of the subscriptions, as in the PostgreSQL store. */
   readonly #closedController = new AbortController();
   #closed = false;
+  /** Checkpoints and leases of automations, by name. */
+  readonly #automations = new Map<string, AutomationRecord>();
 
   async append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options: AppendOptions = {}): Promise<AppendResult> {
     this.#assertOpen();
@@ -187,6 +191,32 @@ export class InMemoryEventStore implements DcbEventStore {
   ): Promise<ExecuteResult<StatesOf<Projections>, Event>> {
     this.#assertOpen();
     return executeCommand(this, handler, command, options);
+  }
+
+  /**
+   * An automation with the PostgreSQL store's semantics: reactions appended once per event, in
+   * order, the checkpoint kept by this store across runs (see `EventStore.automation`).
+   */
+  automation<Data = unknown, Projections extends Record<string, Projection<any>> = Record<string, never>>(name: string, options: AutomationOptions<Data, Projections>): Automation {
+    this.#assertOpen();
+    const automations = this.#automations;
+    return new InMemoryAutomation<Data>(
+      {
+        read: (query, readOptions) => this.read(query, readOptions),
+        snapshots: this.#snapshots,
+        append: (events, condition, appendOptions) => this.append(events, condition, appendOptions),
+        head: () => this.#head(),
+        record: (automation) => {
+          let record = automations.get(automation);
+          if (!record) automations.set(automation, (record = { position: 0n, failed: undefined, owner: null, leased: false, updatedAt: null }));
+          return record;
+        },
+        waitForAppend: (position, timeoutMs, signal) => this.#waitForAppend(position, timeoutMs, signal),
+        closedSignal: this.#closedController.signal,
+      },
+      name,
+      options,
+    );
   }
 
   get snapshots(): SnapshotStore {
