@@ -124,9 +124,13 @@ export class PostgresAutomation<Data = unknown> implements Automation {
       const traceparent = this.#host.propagateTraceContext ? telemetry?.activeTraceparent() : undefined;
       if (traceparent !== undefined) normalized = normalized.map((reactionEvent) => withMetadataEntry(reactionEvent, TRACEPARENT_KEY, traceparent));
       const command: PendingAppend = {
+        parts: [{
+          events: normalized,
+          condition: reaction.condition === undefined ? null : { query: reaction.condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() },
+          callerCondition: reaction.condition,
+        }],
         events: normalized,
-        condition: reaction.condition === undefined ? null : { query: reaction.condition.failIfEventsMatch.toInternal(), after: prepared.after === undefined ? null : prepared.after.toString() },
-        callerCondition: reaction.condition,
+        commands: false,
         signal: undefined,
       };
       return { command, derivedIds: reaction.derivedIds === reaction.events.length };
@@ -145,8 +149,8 @@ export class PostgresAutomation<Data = unknown> implements Automation {
     const telemetry = this.#host.consumers.telemetry;
     const pending = commands.map(({ command }) => command);
     const eventCount = pending.reduce((sum, command) => sum + command.events.length, 0);
-    const span = telemetry?.detached(() => telemetry.startAppend(eventCount, pending.some((command) => command.condition !== null)));
-    const values = [appendPayload(pending), false, String(this.#host.conditionScanLimit), pending.flatMap((command) => command.events.map((event) => event.id)), commandsAreIndependent(pending)];
+    const span = telemetry?.detached(() => telemetry.startAppend(eventCount, pending.some((command) => command.parts[0]!.condition !== null)));
+    const values = [appendPayload(pending), false, String(this.#host.conditionScanLimit), pending.flatMap((command) => command.events.map((event) => event.id)), commandsAreIndependent(pending.flatMap((command) => command.parts))];
     let open = false;
     try {
       await session.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = '${IDLE_IN_TRANSACTION_TIMEOUT}'`);
@@ -182,9 +186,9 @@ export class PostgresAutomation<Data = unknown> implements Automation {
             await this.#rollBack(session);
             open = false;
             span?.end('condition_failed', { batchCommands: pending.length });
-            return { kind: 'failed', index, error: new AppendConditionFailedError(command.callerCondition!, result.conflict) };
+            return { kind: 'failed', index, error: new AppendConditionFailedError(command.parts[0]!.callerCondition!, result.conflict) };
           default:
-            throw new Error(`append_batch answered status ${result.code}`);
+            throw new Error(`append_batch answered ${result.status === 'unknown' ? `status ${result.code}` : result.status} for a command of its own`);
         }
       }
       await session.query('COMMIT');
