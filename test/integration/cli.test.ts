@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { EventStore, Query, schemaSql } from '../../src/index.ts';
+import { loadMigrations } from '../../src/postgres/schema.ts';
 import { databaseUrl, dropSchema, uniqueSchemaName } from '../helpers.ts';
 import { ROOT, dses, dsesCommand } from '../cli.ts';
 
@@ -102,12 +103,13 @@ describe('dses', { timeout: 120_000 }, () => {
     const schema = freshSchema();
     const dry = await dses(['--schema', schema, 'migrate', '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.equal(dry.stdout.match(/^-- migration \d+: /gm)?.length, 5);
+    const migrations = loadMigrations().length;
+    assert.equal(dry.stdout.match(/^-- migration \d+: /gm)?.length, migrations);
     assert.match(dry.stdout, new RegExp(`CREATE TABLE "${schema}"\\.events`));
     assert.equal(await schemaExists(schema), false, 'nothing created');
     const applied = await dses(['--schema', schema, 'migrate']);
     assert.equal(applied.code, 0, applied.stderr);
-    assert.match(applied.stderr, /applied 5 migration\(s\)/);
+    assert.match(applied.stderr, new RegExp(`applied ${migrations} migration\\(s\\)`));
     assert.equal(await count(schema), 0);
     const again = await dses(['--schema', schema, 'migrate', '--dry-run']);
     assert.equal(again.stdout, '');
@@ -215,6 +217,35 @@ describe('dses', { timeout: 120_000 }, () => {
     const held = await dses(['--schema', schema, 'append', '--type', 'Lent', '--tags', 'book:b1', '--data', '{}', '--fail-if-events-match', query, '--after', '1']);
     assert.equal(held.code, 0, held.stderr);
     assert.equal(held.stdout, '2\n');
+  });
+
+  test('append --commands: one atomic appendCommands of the stdin lines, a position per command; a failed condition is exit 3 naming the command; bad lines exit 2', async () => {
+    const schema = await storeWith([{ type: 'MeterRegistered', tags: ['meter:m9'], data: {} }]);
+    const register = (meter: string) => JSON.stringify({ events: [{ type: 'MeterRegistered', tags: [`meter:${meter}`], data: { meter } }], condition: { failIfEventsMatch: { items: [{ types: ['MeterRegistered'], tags: [`meter:${meter}`] }] } } });
+    const ok = await dses(['--schema', schema, 'append', '--commands'], { input: `${register('m1')}\n${JSON.stringify({ events: [{ type: 'A', data: 1 }, { type: 'B', data: 2 }] })}\n${register('m2')}\n` });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, '2\n4\n5\n');
+    const failed = await dses(['--schema', schema, 'append', '--commands'], { input: `${register('m3')}\n${register('m9')}\n` });
+    assert.equal(failed.code, 3, failed.stderr);
+    assert.match(failed.stderr, /^error \[APPEND_CONDITION_FAILED\]: condition of command 1 failed/);
+    const within = await dses(['--schema', schema, 'append', '--commands'], { input: `${register('m4')}\n${register('m4')}\n` });
+    assert.equal(within.code, 3, within.stderr);
+    assert.match(within.stderr, /command 0 of the same call/);
+    for (const [input, args, message] of [
+      ['{"events":[]}\n', [], /stdin line 1: "events" must be a non-empty array/],
+      [`${register('m5')}\n{"events":[{"type":"A"}]}\n`, [], /stdin line 2 events\[0\]: "data" is required/],
+      [`${register('m5')}\n{"events":[{"type":"A","data":1}],"colour":"red"}\n`, [], /unknown field "colour"/],
+      ['{"events":[{"type":"A","data":1}],"condition":{"failIfEventsMatch":{"items":[{}]}}}\n', [], /condition.failIfEventsMatch/],
+      ['{"events":[{"type":"A","data":1}],"condition":{"failIfEventsMatch":{"items":[]},"after":5}}\n', [], /condition.after must be a position/],
+      [`${register('m5')}\n`, ['--batch'], /either --batch .* or --commands/],
+      [`${register('m5')}\n`, ['--type', 'A'], /does not go with --type/],
+      ['\n', [], /no commands on stdin/],
+    ] as const) {
+      const bad = await dses(['--schema', schema, 'append', '--commands', ...args], { input });
+      assert.equal(bad.code, 2, `${input}: ${bad.stderr}`);
+      assert.match(bad.stderr, message);
+    }
+    assert.equal(await count(schema), 5, 'nothing written by the failed and bad calls');
   });
 
   test('bad flag values: exit 2, nothing written', async () => {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { Query, QueryItem } from '../../query.ts';
 import type { AppendCondition } from '../../append-condition.ts';
 import { normalizeEvent, type EventInput, type SequencedEvent } from '../../events.ts';
+import type { AppendCommand } from '../../store.ts';
 import { EventStoreError } from '../../errors.ts';
 import { EventTable, eventLine, outputFormat, type OutputFormat } from '../format.ts';
 import { parseJsonFlag, parsePosition, parsePositiveInteger, say, usage, withStore, writeOut, type GlobalOptions } from '../context.ts';
@@ -40,6 +41,25 @@ function asUsage<T>(build: () => T, flag: string): T {
   }
 }
 
+/** One command of `append --commands`, a line of stdin: `{ events: [...], condition?: { failIfEventsMatch, after? } }`. */
+function commandOf(json: unknown, where: string): AppendCommand {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw usage(`${where}: a command must be a JSON object {"events":[...],"condition":{...}}, got ${JSON.stringify(json)}`);
+  const record = json as Record<string, unknown>;
+  const unknown = Object.keys(record).filter((key) => key !== 'events' && key !== 'condition');
+  if (unknown.length > 0) throw usage(`${where}: unknown field ${JSON.stringify(unknown[0])} (a command has "events" and "condition")`);
+  if (!Array.isArray(record.events) || record.events.length === 0) throw usage(`${where}: "events" must be a non-empty array of events`);
+  const events = record.events.map((event, index) => eventInputOf(event, `${where} events[${index}]`));
+  if (record.condition === undefined) return { events };
+  const condition = record.condition as Record<string, unknown> | null;
+  if (condition === null || typeof condition !== 'object' || Array.isArray(condition) || !('failIfEventsMatch' in condition)) throw usage(`${where}: "condition" must be an object with "failIfEventsMatch" (and "after")`);
+  const extra = Object.keys(condition).filter((key) => key !== 'failIfEventsMatch' && key !== 'after');
+  if (extra.length > 0) throw usage(`${where}: unknown condition field ${JSON.stringify(extra[0])}`);
+  const failIfEventsMatch = asUsage(() => Query.fromJSON(condition.failIfEventsMatch), `${where} condition.failIfEventsMatch`);
+  if (condition.after === undefined) return { events, condition: { failIfEventsMatch } };
+  if (typeof condition.after !== 'string') throw usage(`${where}: condition.after must be a position as a decimal string, got ${JSON.stringify(condition.after)}`);
+  return { events, condition: { failIfEventsMatch, after: parsePosition(`${where} condition.after`, condition.after) } };
+}
+
 /** One event given as JSON (a line of stdin, or built from flags), in the append shape. */
 function eventInputOf(json: unknown, where: string): EventInput {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw usage(`${where}: an event must be a JSON object with "type" and "data", got ${JSON.stringify(json)}`);
@@ -72,6 +92,7 @@ interface AppendFlags {
   metadata?: string;
   id?: string;
   batch?: boolean;
+  commands?: boolean;
   failIfEventsMatch?: string;
   after?: string;
 }
@@ -92,16 +113,33 @@ const FORMATS = ['table', 'ndjson', 'json'];
 export function registerEvents(program: Command, globals: () => GlobalOptions): void {
   program
     .command('append')
-    .description('append one event from flags, or NDJSON events from stdin (one append per line, or --batch for one atomic append of all); prints the position')
+    .description('append one event from flags, or NDJSON events from stdin (one append per line, or --batch for one atomic append of all), or NDJSON commands with --commands; prints the position(s)')
     .option('--type <type>', 'event type (one event from flags)')
     .option('--tags <a,b>', 'tags, comma-separated')
     .option('--data <json>', 'the payload as JSON (default null)')
     .option('--metadata <json>', 'metadata as a JSON object')
     .option('--id <uuid>', 'the event id (makes a retry idempotent)')
     .option('--batch', 'stdin: append every line in one atomic append')
+    .option('--commands', 'stdin: each line a command {"events":[...],"condition":{"failIfEventsMatch":<query>,"after":"N"}}, all in one atomic appendCommands; prints each command\'s last position')
     .option('--fail-if-events-match <query>', 'condition: fail if an event matching this query (DCB JSON) exists after --after')
     .option('--after <position>', 'the position the condition is checked after')
     .action(async (flags: AppendFlags) => {
+      if (flags.commands) {
+        for (const flag of ['type', 'tags', 'data', 'metadata', 'id', 'failIfEventsMatch', 'after'] as const) {
+          if (flags[flag] !== undefined) throw usage(`--commands reads commands from stdin, each with its own condition; it does not go with --${flag.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`);
+        }
+        if (flags.batch) throw usage('give either --batch (events) or --commands (commands), not both');
+        if (process.stdin.isTTY) throw usage('--commands reads NDJSON commands from stdin');
+        const lines = (await readStdin()).split('\n').map((line, index) => ({ line: line.trim(), number: index + 1 })).filter(({ line }) => line !== '');
+        if (lines.length === 0) throw usage('no commands on stdin');
+        // Every line is checked before anything is appended: bad input writes nothing.
+        const commands = lines.map(({ line, number }) => commandOf(parseJsonFlag(`stdin line ${number}`, line), `stdin line ${number}`));
+        await withStore(globals(), async (store) => {
+          const { positions } = await asUsageAsync(() => store.appendCommands(commands));
+          await writeOut(positions.map((position) => `${position}\n`).join(''));
+        });
+        return;
+      }
       let condition: AppendCondition | undefined;
       if (flags.failIfEventsMatch !== undefined) {
         const failIfEventsMatch = asUsage(() => Query.fromJSON(parseJsonFlag('--fail-if-events-match', flags.failIfEventsMatch!)), '--fail-if-events-match');
