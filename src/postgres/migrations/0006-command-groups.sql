@@ -50,7 +50,10 @@ DECLARE
   v_sql       text;
   v_next      bigint;
   v_index     bigint;
-  v_accepted  bigint[] := '{}';
+  -- Independent batches: v_accepted[i] is true for each command i to insert at the end (looked up
+  -- per row; `= ANY (list)` cost a comparison per command for each command of the batch).
+  v_accepted  boolean[] := '{}';
+  v_accepting boolean := false;
   -- The group being checked: its size, how many of its commands are still to come, the last
   -- position given out before it, its commands' answers so far, their events (not inserted yet).
   v_group_size    integer := 0;
@@ -264,7 +267,8 @@ BEGIN
       -- A command on its own: written (or not) and answered at once, as it always was.
       IF v_status = 0 THEN
         IF p_independent THEN
-          v_accepted := v_accepted || v_index;
+          v_accepted[v_index] := true;
+          v_accepting := true;
         ELSE
           INSERT INTO __SCHEMA__.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
           -- jsonb_to_recordset turns a JSON null payload into SQL NULL; the key is always present, so
@@ -294,10 +298,11 @@ BEGIN
     ELSIF v_status IN (1, 2) THEN
       v_group_failed := true;
     END IF;
-    v_group_status := v_group_status || v_status;
-    v_group_pos := v_group_pos || v_position;
-    v_group_conf := v_group_conf || v_conflict;
-    v_group_index := v_group_index || v_index;
+    v_i := v_group_size - v_group_left;
+    v_group_status[v_i] := v_status;
+    v_group_pos[v_i] := v_position;
+    v_group_conf[v_i] := v_conflict;
+    v_group_index[v_i] := v_index;
     CONTINUE WHEN v_group_left > 0;
 
     -- Stored already for some commands and new for others: not the same call again (that would
@@ -317,7 +322,10 @@ BEGIN
       END LOOP;
     ELSIF v_group_count > 0 THEN
       IF p_independent THEN
-        v_accepted := v_accepted || v_group_index;
+        FOR v_i IN 1 .. v_group_size LOOP
+          v_accepted[v_group_index[v_i]] := true;
+        END LOOP;
+        v_accepting := true;
       ELSE
         INSERT INTO __SCHEMA__.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
         SELECT v_head + v_pending_start[g.k] + e.ordinal, e.id, e.type, e.tags, COALESCE(e.data, 'null'::jsonb), e.metadata, e.occurred_at, v_now
@@ -334,7 +342,7 @@ BEGIN
     END LOOP;
   END LOOP;
 
-  IF p_independent AND cardinality(v_accepted) > 0 THEN
+  IF p_independent AND v_accepting THEN
     -- The accepted commands' events, in command order and within a command in the given order:
     -- the positions handed out above.
     INSERT INTO __SCHEMA__.events (position, id, type, tags, data, metadata, occurred_at, recorded_at)
@@ -342,7 +350,7 @@ BEGIN
       FROM jsonb_array_elements(p_commands) WITH ORDINALITY AS c(value, ordinality)
       CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(c.value->'events') AS (id uuid, type text, tags text[], data jsonb, metadata jsonb, occurred_at timestamptz))
            WITH ORDINALITY AS e(id, type, tags, data, metadata, occurred_at, ordinal)
-     WHERE c.ordinality = ANY (v_accepted);
+     WHERE v_accepted[c.ordinality];
     v_head := v_next;
   END IF;
 
