@@ -97,6 +97,12 @@ export function schemas(limits: SchemaLimits) {
       },
     },
   };
+  const appendCondition = {
+    type: 'object',
+    additionalProperties: false,
+    required: ['failIfEventsMatch'],
+    properties: { failIfEventsMatch: query, after: { ...positionSchema, description: 'exclusive; absent: fail if any matching event exists at all' } },
+  };
   return {
     query,
     queryItem,
@@ -109,12 +115,7 @@ export function schemas(limits: SchemaLimits) {
       required: ['events'],
       properties: {
         events: { type: 'array', minItems: 1, maxItems: limits.maxEventsPerAppend, items: eventInput },
-        condition: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['failIfEventsMatch'],
-          properties: { failIfEventsMatch: query, after: { ...positionSchema, description: 'exclusive; absent: fail if any matching event exists at all' } },
-        },
+        condition: appendCondition,
       },
     } as JsonSchema,
     appendResult: { type: 'object', required: ['position'], properties: { position: { ...positionSchema, description: 'position of the last event written' } } } as JsonSchema,
@@ -134,13 +135,7 @@ export function schemas(limits: SchemaLimits) {
             required: ['events'],
             properties: {
               events: { type: 'array', minItems: 1, maxItems: limits.maxEventsPerAppend, items: eventInput },
-              condition: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['failIfEventsMatch'],
-                description: 'checked in order: it sees the stored events and those of the commands before it',
-                properties: { failIfEventsMatch: query, after: { ...positionSchema, description: 'exclusive; absent: fail if any matching event exists at all' } },
-              },
+              condition: { ...appendCondition, description: 'checked in order: it sees the stored events and those of the commands before it' },
             },
           },
         },

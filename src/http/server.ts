@@ -5,7 +5,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { AppendConditionFailedError } from '../append-condition.ts';
+import { AppendConditionFailedError, type AppendCondition } from '../append-condition.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { Logger } from '../telemetry/log.ts';
 import type { DcbEventStore } from '../store.ts';
@@ -18,6 +18,12 @@ import type { StoreInspector } from './inspector.ts';
 import { openApiDocument, type ResponseSpec, type RouteDoc } from './openapi.ts';
 import { positionSchema, schemas } from './schemas.ts';
 import { streamSubscription, type SubscriptionSession } from './subscribe.ts';
+
+/** An append condition as the API takes it (validated by the route's schema). */
+interface ConditionJson {
+  failIfEventsMatch: unknown;
+  after?: string;
+}
 
 /** The largest position PostgreSQL's bigint holds. */
 const MAX_POSITION = 9_223_372_036_854_775_807n;
@@ -247,12 +253,9 @@ export function createServer(options: HttpServerOptions): HttpServer {
       errors: [400, 409, 413, 415, 503, 504],
     },
     async (request) => {
-      const body = request.body as { events: EventInputJson[]; condition?: { failIfEventsMatch: unknown; after?: string } };
+      const body = request.body as { events: EventInputJson[]; condition?: ConditionJson };
       const events = body.events.map((event, index) => eventInputOf(event, `events[${index}]`));
-      const condition = body.condition && {
-        failIfEventsMatch: queryOf(body.condition.failIfEventsMatch, 'condition.failIfEventsMatch'),
-        ...(body.condition.after !== undefined && { after: position(body.condition.after, 'condition.after') }),
-      };
+      const condition = body.condition && conditionOf(body.condition, 'condition');
       const { position: written } = await store.append(events, condition);
       return { position: written.toString() };
     },
@@ -272,22 +275,23 @@ export function createServer(options: HttpServerOptions): HttpServer {
       errors: [400, 409, 413, 415, 503, 504],
     },
     async (request) => {
-      const body = request.body as { commands: Array<{ events: EventInputJson[]; condition?: { failIfEventsMatch: unknown; after?: string } }> };
+      const body = request.body as { commands: Array<{ events: EventInputJson[]; condition?: ConditionJson }> };
       const total = body.commands.reduce((sum, command) => sum + command.events.length, 0);
       if (total > settings.maxEventsPerAppend) throw new HttpError(400, 'INVALID_INPUT', `commands: ${total} events in all, more than the ${settings.maxEventsPerAppend} one request may append`, { path: 'commands' });
       const commands = body.commands.map((command, index) => ({
         events: command.events.map((event, eventIndex) => eventInputOf(event, `commands[${index}].events[${eventIndex}]`)),
-        ...(command.condition && {
-          condition: {
-            failIfEventsMatch: queryOf(command.condition.failIfEventsMatch, `commands[${index}].condition.failIfEventsMatch`),
-            ...(command.condition.after !== undefined && { after: position(command.condition.after, `commands[${index}].condition.after`) }),
-          },
-        }),
+        ...(command.condition && { condition: conditionOf(command.condition, `commands[${index}].condition`) }),
       }));
       const written = await store.appendCommands(commands);
       return { positions: written.positions.map(String), position: written.position.toString() };
     },
   );
+
+  /** An append condition from its JSON; `path` names it in errors (`commands[2].condition`). */
+  const conditionOf = (json: ConditionJson, path: string): AppendCondition => ({
+    failIfEventsMatch: queryOf(json.failIfEventsMatch, `${path}.failIfEventsMatch`),
+    ...(json.after !== undefined && { after: position(json.after, `${path}.after`) }),
+  });
 
   /** A read of at most maxReadLimit events; without a limit, more than that is refused rather than cut. */
   const boundedRead = async (query: Query, bounds: { after: bigint | undefined; before: bigint | undefined }, limit: number | undefined, backwards: boolean): Promise<{ events: SequencedEvent[]; head: bigint }> => {
